@@ -1,0 +1,3 @@
+from livecast.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The Twitch-compatible API surface: OAuth2, Helix, EventSub, and operations endpoints."""

@@ -1,0 +1,87 @@
+"""The HTTP application: one Starlette/FastAPI app that each domain adds its routes to.
+
+Each entry of :data:`COMPONENTS` names a module with ``install(app, platform)``; the order
+matters only where paths overlap (the web pages' catch-all ``/{login}`` goes last).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from livecast import __version__, metrics
+from livecast.platform import Platform
+
+COMPONENTS: list[str] = [
+    "livecast.api.ops",
+    "livecast.api.oauth",
+]
+
+
+def create_app(platform: Platform) -> FastAPI:
+    app = FastAPI(
+        title="Livecast",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/helix/openapi.json",
+    )
+    app.state.platform = platform
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.http_requests.labels(name, str(response.status_code)).inc()
+        metrics.http_latency.labels(name).observe(time.perf_counter() - start)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return error_response(400, f"Invalid parameter {loc}: {first.get('msg', 'malformed')}")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        metrics.errors.labels("http").inc()
+        import logging
+
+        logging.getLogger("livecast.http").exception("unhandled error on %s", request.url.path)
+        return error_response(500, "Internal Server Error")
+
+    for name in COMPONENTS:
+        importlib.import_module(name).install(app, platform)
+    return app
+
+
+_REASONS = {
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    409: "Conflict", 410: "Gone", 413: "Payload Too Large", 422: "Unprocessable Entity",
+    425: "Too Early", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable",
+}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """Twitch's error envelope: ``{"error": reason, "status": code, "message": text}``."""
+    return JSONResponse(
+        {"error": _REASONS.get(status, "Error"), "status": status, "message": message},
+        status_code=status,
+        headers=headers,
+    )
+
+
+def text_response(body: str, status: int = 200) -> PlainTextResponse:
+    return PlainTextResponse(body, status_code=status)

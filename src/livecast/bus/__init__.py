@@ -1,0 +1,60 @@
+"""The message bus: ``publish``/``subscribe`` plus the few shared counters processes need.
+
+``memory://`` keeps everything in this process (the default, one process); ``redis://``
+shares it between processes and nodes. Both pass the same tests (tests/test_bus.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+
+class Subscription(Protocol):
+    def __aiter__(self) -> AsyncIterator[tuple[str, bytes]]: ...
+
+    async def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, channel: str, data: bytes) -> None: ...
+
+    async def subscribe(self, *channels: str) -> Subscription:
+        """Subscribe to exact channel names; a name ending in ``*`` is a prefix pattern."""
+        ...
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Atomically add to a shared integer; ``ttl`` (seconds) is set when the key is created."""
+        ...
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None, only_if_absent: bool = False) -> bool: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def take_tokens(self, key: str, cost: int, capacity: int, refill_per_s: float) -> tuple[bool, int, float]:
+        """Token bucket: take ``cost`` tokens; returns (allowed, remaining, seconds until full)."""
+        ...
+
+
+async def publish_event(bus: Bus, topic: str, payload: dict[str, Any]) -> None:
+    """Domain events are JSON on channel ``event.<topic>`` (for example ``event.stream.online``)."""
+    await bus.publish(f"event.{topic}", json.dumps(payload, separators=(",", ":"), default=str).encode())
+
+
+def create_bus(url: str) -> Bus:
+    if url.startswith("memory:"):
+        from livecast.bus.memory import MemoryBus
+
+        return MemoryBus()
+    if url.startswith(("redis:", "rediss:")):
+        from livecast.bus.redis import RedisBus
+
+        return RedisBus(url)
+    raise ValueError(f"unsupported bus URL {url!r}")

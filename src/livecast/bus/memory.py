@@ -1,0 +1,107 @@
+"""In-process bus: queues per subscriber, for the single-process default."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+
+class _MemorySubscription:
+    def __init__(self, bus: MemoryBus, channels: tuple[str, ...]) -> None:
+        self.bus = bus
+        self.channels = channels
+        self.queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=100_000)
+
+    def matches(self, channel: str) -> bool:
+        for pattern in self.channels:
+            if pattern.endswith("*"):
+                if channel.startswith(pattern[:-1]):
+                    return True
+            elif pattern == channel:
+                return True
+        return False
+
+    async def __aiter__(self) -> AsyncIterator[tuple[str, bytes]]:
+        while True:
+            item = await self.queue.get()
+            if item is None:
+                return
+            yield item
+
+    async def close(self) -> None:
+        if self in self.bus.subs:
+            self.bus.subs.remove(self)
+        try:
+            self.queue.put_nowait(None)
+        except asyncio.QueueFull:
+            pass
+
+
+class MemoryBus:
+    def __init__(self) -> None:
+        self.subs: list[_MemorySubscription] = []
+        self.kv: dict[str, tuple[bytes, float | None]] = {}
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        for sub in list(self.subs):
+            await sub.close()
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        for sub in self.subs:
+            if sub.matches(channel):
+                try:
+                    sub.queue.put_nowait((channel, data))
+                except asyncio.QueueFull:
+                    pass  # a subscriber this far behind is broken; dropping beats unbounded memory
+
+    async def subscribe(self, *channels: str) -> _MemorySubscription:
+        sub = _MemorySubscription(self, channels)
+        self.subs.append(sub)
+        return sub
+
+    def _live(self, key: str) -> tuple[bytes, float | None] | None:
+        item = self.kv.get(key)
+        if item is None:
+            return None
+        if item[1] is not None and item[1] <= time.monotonic():
+            del self.kv[key]
+            return None
+        return item
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        item = self._live(key)
+        if item is None:
+            value, expiry = 0, (time.monotonic() + ttl if ttl else None)
+        else:
+            value, expiry = int(item[0]), item[1]
+        value += amount
+        self.kv[key] = (str(value).encode(), expiry)
+        return value
+
+    async def get(self, key: str) -> bytes | None:
+        item = self._live(key)
+        return item[0] if item else None
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None, only_if_absent: bool = False) -> bool:
+        if only_if_absent and self._live(key) is not None:
+            return False
+        self.kv[key] = (value, time.monotonic() + ttl if ttl else None)
+        return True
+
+    async def delete(self, key: str) -> None:
+        self.kv.pop(key, None)
+
+    async def take_tokens(self, key: str, cost: int, capacity: int, refill_per_s: float) -> tuple[bool, int, float]:
+        now = time.monotonic()
+        tokens, last = self.buckets.get(key, (float(capacity), now))
+        tokens = min(float(capacity), tokens + (now - last) * refill_per_s)
+        allowed = tokens >= cost
+        if allowed:
+            tokens -= cost
+        self.buckets[key] = (tokens, now)
+        return allowed, int(tokens), (capacity - tokens) / refill_per_s

@@ -1,0 +1,115 @@
+"""Redis bus: pub/sub for messages, plain keys and a Lua token bucket for shared counters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+
+log = logging.getLogger("livecast.bus")
+
+_BUCKET = """
+local key = KEYS[1]
+local cost = tonumber(ARGV[1])
+local cap = tonumber(ARGV[2])
+local rate = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', key, 'tokens', 'ts')
+local tokens = tonumber(state[1]) or cap
+local ts = tonumber(state[2]) or now
+tokens = math.min(cap, tokens + (now - ts) * rate)
+local allowed = 0
+if tokens >= cost then tokens = tokens - cost; allowed = 1 end
+redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', key, math.ceil(cap / rate) + 1)
+return {allowed, tostring(tokens)}
+"""
+
+
+class _RedisSubscription:
+    def __init__(self, pubsub: Any) -> None:
+        self.pubsub = pubsub
+
+    async def __aiter__(self) -> AsyncIterator[tuple[str, bytes]]:
+        while True:
+            try:
+                msg = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except (aioredis.ConnectionError, OSError) as exc:
+                log.warning("redis subscription lost, resubscribing", extra={"kv": {"error": str(exc)}})
+                await asyncio.sleep(0.5)  # redis-py reconnects and resubscribes on the next read
+                continue
+            except RuntimeError:
+                return  # closed
+            if msg is None:
+                if not self.pubsub.subscribed:
+                    return
+                continue
+            channel = msg["channel"]
+            yield (channel.decode() if isinstance(channel, bytes) else channel), msg["data"]
+
+    async def close(self) -> None:
+        try:
+            await self.pubsub.unsubscribe()
+            await self.pubsub.punsubscribe()
+            await self.pubsub.aclose()
+        except Exception:
+            pass
+
+
+class RedisBus:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.redis = aioredis.from_url(url, decode_responses=False, health_check_interval=10)
+        self._bucket: Any = None
+
+    async def start(self) -> None:
+        await self.redis.ping()
+        self._bucket = self.redis.register_script(_BUCKET)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def publish(self, channel: str, data: bytes) -> None:
+        await self.redis.publish(channel, data)
+
+    async def subscribe(self, *channels: str) -> _RedisSubscription:
+        pubsub = self.redis.pubsub()
+        exact = [c for c in channels if not c.endswith("*")]
+        patterns = [c for c in channels if c.endswith("*")]
+        if exact:
+            await pubsub.subscribe(*exact)
+        if patterns:
+            await pubsub.psubscribe(*patterns)
+        return _RedisSubscription(pubsub)
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(key, amount)
+            if ttl:
+                pipe.expire(key, max(1, int(ttl)), nx=True)
+            result = await pipe.execute()
+        return int(result[0])
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self.redis.get(key)
+        if value is None:
+            return None
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None, only_if_absent: bool = False) -> bool:
+        px = int(ttl * 1000) if ttl else None
+        return bool(await self.redis.set(key, value, px=px, nx=only_if_absent))
+
+    async def delete(self, key: str) -> None:
+        await self.redis.delete(key)
+
+    async def take_tokens(self, key: str, cost: int, capacity: int, refill_per_s: float) -> tuple[bool, int, float]:
+        if self._bucket is None:
+            self._bucket = self.redis.register_script(_BUCKET)
+        allowed, tokens = await self._bucket(keys=[key], args=[cost, capacity, refill_per_s])
+        remaining = float(tokens)
+        return bool(allowed), int(remaining), (capacity - remaining) / refill_per_s

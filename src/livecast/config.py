@@ -1,0 +1,210 @@
+"""Configuration from ``LIVECAST_*`` environment variables and an optional TOML file.
+
+Every setting is read once at start-up into an immutable :class:`Settings`. A wrong value
+stops start-up with :class:`ConfigError`, whose message names the variable, because an
+operator reading a traceback to find a typo in a port number is a bad first experience.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "LIVECAST_"
+
+ALL_ROLES = ("api", "web", "chat", "ingest", "worker")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong; the message is one line for the operator."""
+
+
+class Rendition(BaseModel):
+    """One rung of the transcoding ladder."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    height: int = 0  # 0: source (passthrough)
+    fps: int = 0  # 0: source frame rate
+    video_kbps: int = 0
+    audio_kbps: int = 160
+    audio_only: bool = False
+    cost: int = 1
+
+
+DEFAULT_LADDER: tuple[Rendition, ...] = (
+    Rendition(name="source", cost=0),
+    Rendition(name="720p60", height=720, fps=60, video_kbps=3000, cost=4),
+    Rendition(name="480p30", height=480, fps=30, video_kbps=1500, cost=2),
+    Rendition(name="360p30", height=360, fps=30, video_kbps=800, cost=1),
+    Rendition(name="160p30", height=160, fps=30, video_kbps=400, cost=1),
+    Rendition(name="audio_only", audio_only=True, audio_kbps=160, cost=0),
+)
+
+
+class Settings(BaseModel):
+    """The whole configuration of one Livecast process."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    bus_url: str = "memory://"
+    storage_url: str = ""
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    rtmp_port: int = Field(default=1935, ge=0, le=65535)
+    irc_port: int = Field(default=6667, ge=0, le=65535)
+    roles: tuple[str, ...] = ALL_ROLES
+    public_url: str = ""
+    log_level: str = "INFO"
+    log_format: str = "text"
+    secret_key: str = ""
+    reconnect_window: float = Field(default=60.0, ge=0)
+    # Media
+    segment_duration: float = Field(default=2.0, gt=0.2, le=12)
+    part_duration: float = Field(default=0.5, gt=0.05, le=4)
+    transcode_capacity: int = Field(default=8, ge=0)
+    non_partner_ladder: tuple[str, ...] = ("source", "audio_only")
+    ladder: tuple[Rendition, ...] = DEFAULT_LADDER
+    ffmpeg: str = "ffmpeg"
+    playlist_window: int = Field(default=6, ge=3)
+    # API
+    helix_rate_limit: int = Field(default=800, ge=1)
+    eventsub_allow_private_callbacks: bool = False
+    # Identity
+    token_lifetime: int = Field(default=14400, ge=60)
+    password_min_length: int = Field(default=8, ge=1)
+
+    @field_validator("database_url", "bus_url", "storage_url")
+    @classmethod
+    def _url_scheme(cls, value: str, info: Any) -> str:
+        if not value:
+            return value
+        scheme = urlsplit(value).scheme
+        allowed = {
+            "database_url": {"sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg"},
+            "bus_url": {"memory", "redis", "rediss"},
+            "storage_url": {"file", "s3"},
+        }[info.field_name]
+        if scheme not in allowed:
+            raise ValueError(f"unsupported scheme {scheme!r}; use one of {', '.join(sorted(allowed))}")
+        return value
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [r.strip() for r in value.split(",") if r.strip()]
+        if not value:
+            raise ValueError("at least one role is needed")
+        for role in value:
+            if role == "all":
+                return ALL_ROLES
+            if role not in ALL_ROLES:
+                raise ValueError(f"unknown role {role!r}; use {', '.join(ALL_ROLES)} or all")
+        return tuple(value)
+
+    @field_validator("non_partner_ladder", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(r.strip() for r in value.split(",") if r.strip())
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("use DEBUG, INFO, WARNING or ERROR")
+        return value
+
+    @field_validator("part_duration")
+    @classmethod
+    def _part(cls, value: float, info: Any) -> float:
+        seg = info.data.get("segment_duration")
+        if seg is not None and value > seg:
+            raise ValueError("must not exceed LIVECAST_SEGMENT_DURATION")
+        return value
+
+    # Derived values -------------------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy async URL; SQLite under the data dir unless configured."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'livecast.db').resolve()}"
+        scheme, _, rest = url.partition("://")
+        if scheme == "sqlite":
+            return f"sqlite+aiosqlite://{rest}"
+        if scheme in {"postgresql", "postgres"}:
+            return f"postgresql+asyncpg://{rest}"
+        return url
+
+    @property
+    def resolved_storage_url(self) -> str:
+        return self.storage_url or f"file://{(self.data_dir / 'storage').resolve()}"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.resolved_database_url.startswith("postgresql")
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def base_url(self, port: int | None = None) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
+        return f"http://{host}:{port if port is not None else self.http_port}"
+
+
+def _field_env_names() -> dict[str, str]:
+    return {ENV_PREFIX + name.upper(): name for name in Settings.model_fields}
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from a TOML file (``LIVECAST_CONFIG``), the environment and overrides.
+
+    Later sources win: file, then environment, then explicit overrides (CLI flags).
+    """
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    config_file = env.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"LIVECAST_CONFIG: cannot read {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"LIVECAST_CONFIG: {config_file} is not valid TOML: {exc}") from None
+        data = data.get("livecast", data)
+        for key, value in data.items():
+            if key not in Settings.model_fields:
+                raise ConfigError(f"LIVECAST_CONFIG: unknown setting {key!r} in {config_file}")
+            values[key] = value
+    names = _field_env_names()
+    for env_name, field in names.items():
+        if env_name in env and env[env_name] != "":
+            raw = env[env_name]
+            if field == "ladder":
+                raise ConfigError("LIVECAST_LADDER: set the ladder in the LIVECAST_CONFIG TOML file")
+            values[field] = raw
+    if "LIVECAST_ROLE" in env and "roles" not in values:
+        values["roles"] = env["LIVECAST_ROLE"]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        msg = err["msg"].removeprefix("Value error, ")
+        given = values.get(field)
+        shown = f" (got {given!r})" if given is not None and field != "secret_key" else ""
+        raise ConfigError(f"{ENV_PREFIX}{field.upper()}: {msg}{shown}") from None

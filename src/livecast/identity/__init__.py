@@ -1,0 +1,1 @@
+"""Users, channels, passwords, stream keys, OAuth2 applications and tokens."""

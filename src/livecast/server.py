@@ -1,0 +1,149 @@
+"""``livecast serve``: one asyncio loop running the roles this process was given.
+
+HTTP is served by uvicorn on a socket we bind ourselves (so port 0 works and the chosen port
+is known before anyone connects). Other listeners (RTMP, IRC) and background workers are
+*services*: objects with ``start() -> ports`` and ``stop()``, created per role from
+:data:`SERVICES`. Signals set one event; shutdown stops services in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import uvicorn
+
+from livecast.app import create_app
+from livecast.config import Settings
+from livecast.logs import event
+from livecast.platform import Platform
+
+log = logging.getLogger("livecast.server")
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self) -> dict[str, int]:
+        """Start listening or working; return the ports bound, by name (may be empty)."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+# (role, "module:factory"); a factory takes the Platform and returns a Service.
+SERVICES: list[tuple[str, str]] = []
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class _Uvicorn(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # we own the signals
+        yield
+
+
+class Runner:
+    """Starts and stops everything one ``livecast serve`` process runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.platform: Platform | None = None
+        self.services: list[Service] = []
+        self.http: _Uvicorn | None = None
+        self.http_task: asyncio.Task[None] | None = None
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+
+    async def start(self) -> Platform:
+        s = self.settings
+        platform = await Platform.open(s)
+        self.platform = platform
+        http_sock = bind_socket(s.host, s.http_port)
+        platform.ports["http"] = http_sock.getsockname()[1]
+        for role, target in SERVICES:
+            if not s.has_role(role):
+                continue
+            if any(getattr(svc, "target", None) == target for svc in self.services):
+                continue  # one service may serve several roles
+            module, _, factory = target.partition(":")
+            service = getattr(importlib.import_module(module), factory)(platform)
+            service.target = target
+            ports = await service.start()
+            platform.ports.update(ports)
+            self.services.append(service)
+        app = create_app(platform)
+        config = uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off", ws_max_size=1 << 20,
+            timeout_graceful_shutdown=5, ws_ping_interval=None,
+        )
+        self.http = _Uvicorn(config)
+        self.http_task = asyncio.create_task(self.http.serve(sockets=[http_sock]))
+        while not self.http.started:
+            if self.http_task.done():
+                self.http_task.result()
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        ports_file = s.data_dir / "ports.json"
+        ports_file.write_text(json.dumps(platform.ports, indent=2) + "\n")
+        for name, port in platform.ports.items():
+            event(log, "listening", role=name, url=_url(name, s.host, port))
+        event(log, "livecast ready", roles=",".join(s.roles), data_dir=str(s.data_dir.resolve()))
+        self.ready.set()
+        return platform
+
+    async def stop(self) -> None:
+        event(log, "shutting down")
+        for service in reversed(self.services):
+            try:
+                await asyncio.wait_for(service.stop(), timeout=10)
+            except Exception:
+                log.exception("error stopping %s", getattr(service, "name", service))
+        if self.http is not None and self.http_task is not None:
+            self.http.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.http_task, timeout=10)
+        if self.platform is not None:
+            await self.platform.close()
+        event(log, "stopped")
+
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stopping.set)
+        await self.start()
+        try:
+            await self.stopping.wait()
+        finally:
+            await self.stop()
+
+
+def _url(name: str, host: str, port: int) -> str:
+    scheme = {"http": "http", "rtmp": "rtmp", "irc": "irc"}.get(name, "tcp")
+    return f"{scheme}://{host}:{port}"
+
+
+def run(settings: Settings) -> Any:
+    return asyncio.run(Runner(settings).run_forever())
