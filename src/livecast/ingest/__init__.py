@@ -1,0 +1,1 @@
+"""RTMP ingest: publishers connect, authenticate with a stream key, and feed the media pipeline."""
