@@ -1,0 +1,1 @@
+"""Discovery: categories, follows, viewer counts, browse, search and recommendations."""
