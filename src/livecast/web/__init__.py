@@ -1,0 +1,1 @@
+"""The web app: pages for viewers, streamers and moderators, served by Livecast itself."""
