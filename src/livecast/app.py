@@ -56,6 +56,9 @@ def create_app(platform: Platform) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        if _is_backend_outage(exc):
+            metrics.errors.labels("backend_unavailable").inc()
+            return error_response(503, "A backend is unavailable; retry shortly", headers={"Retry-After": "5"})
         metrics.errors.labels("http").inc()
         import logging
 
@@ -81,6 +84,25 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
         status_code=status,
         headers=headers,
     )
+
+
+def _is_backend_outage(exc: BaseException) -> bool:
+    """Database or Redis unreachable: the client should retry, not see a 500."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    seen: BaseException | None = exc
+    for _ in range(5):  # walk a short cause chain; drivers wrap socket errors
+        if seen is None:
+            return False
+        if isinstance(seen, (OperationalError, RedisConnectionError, ConnectionRefusedError, ConnectionResetError)):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, OSError) and seen.errno in {104, 110, 111}:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def text_response(body: str, status: int = 200) -> PlainTextResponse:
