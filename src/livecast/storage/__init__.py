@@ -33,4 +33,8 @@ def create_store(url: str) -> ObjectStore:
         from livecast.storage.file import FileStore
 
         return FileStore(url.removeprefix("file://"))
-    raise ValueError(f"unsupported storage URL {url!r} (s3:// arrives with the VOD issue)")
+    if url.startswith("s3://"):
+        from livecast.storage.s3 import S3Store
+
+        return S3Store(url)
+    raise ValueError(f"unsupported storage URL {url!r}")
