@@ -63,6 +63,7 @@ class Settings(BaseModel):
     irc_port: int = Field(default=6667, ge=0, le=65535)
     roles: tuple[str, ...] = ALL_ROLES
     public_url: str = ""
+    node_name: str = ""  # this node's name in the stream registry and logs (default: host:port)
     log_level: str = "INFO"
     log_format: str = "text"
     secret_key: str = ""
