@@ -1,0 +1,1 @@
+"""Sans-IO protocol cores: bytes in, events out, no I/O."""

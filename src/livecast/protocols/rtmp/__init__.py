@@ -1,0 +1,1 @@
+"""RTMP publishing, server side, sans-IO: handshake, chunk stream, AMF0 and the connection."""
