@@ -1,0 +1,1 @@
+"""Delivery: the HLS origin that CDN edges and players fetch from."""

@@ -1,0 +1,1 @@
+"""Media: the transcoding ladder, the ffmpeg process per stream, and the live stream registry."""

@@ -1,0 +1,1 @@
+"""Packaging: CMAF fragments into LL-HLS segments, parts and playlists."""
