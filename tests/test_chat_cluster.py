@@ -1,0 +1,84 @@
+"""Two ``livecast serve --role chat`` processes sharing Redis and a database: a client on one
+sees messages and moderation from a client on the other."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from livecast.config import load_settings
+from livecast.identity import service as identity
+from livecast.store.db import Database
+from tests.conftest import REDIS_URL, wait_for
+from tests.test_chat_tcp import Client
+
+
+async def _start(data_dir: Path, env: dict[str, str]) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "livecast", "serve", "--role", "chat", "--data-dir", str(data_dir),
+        "--http-port", "0", "--irc-port", "0", env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    ports_file = data_dir / "ports.json"
+    await wait_for(lambda: ports_file.exists() or proc.returncode is not None, timeout=60)
+    assert proc.returncode is None, "chat node exited during start-up"
+    return proc, json.loads(ports_file.read_text())
+
+
+async def test_two_chat_nodes_over_redis(tmp_path: Path) -> None:
+    db_file = tmp_path / "shared.db"
+    env = {**os.environ, "LIVECAST_BUS_URL": REDIS_URL, "LIVECAST_DATABASE_URL": f"sqlite:///{db_file}",
+           "LIVECAST_LOG_LEVEL": "WARNING"}
+    procs = []
+    try:
+        proc_a, ports_a = await _start(tmp_path / "a", env)
+        procs.append(proc_a)
+        proc_b, ports_b = await _start(tmp_path / "b", env)
+        procs.append(proc_b)
+        settings = load_settings({}, database_url=f"sqlite:///{db_file}", data_dir=str(tmp_path))
+        db = Database(settings.resolved_database_url)
+        tokens = {}
+        async with db.session() as session:
+            app = await identity.ensure_admin_app(session)
+            for login in ("alice", "bob"):
+                user, _ = await identity.create_user(session, login)
+                tokens[login] = (await identity.issue_token(session, app.client_id, user.id,
+                                                            ["chat:read", "chat:edit"])).access_token
+        await db.close()
+
+        a = await Client.connect(ports_a["irc"])
+        await a.login("alice", tokens["alice"])
+        await a.join("alice")
+        b = await Client.connect(ports_b["irc"])
+        await b.login("bob", tokens["bob"])
+        await b.join("alice")
+
+        b.send("PRIVMSG #alice :hello from node B")
+        got = await a.expect("PRIVMSG", lambda m: m.params[1] == "hello from node B")
+        assert got.tags["display-name"] == "bob"
+        a.send("PRIVMSG #alice :hello from node A")
+        await b.expect("PRIVMSG", lambda m: m.params[1] == "hello from node A")
+
+        a.send("PRIVMSG #alice :/timeout bob 120")
+        await a.expect("NOTICE", lambda m: m.tags.get("msg-id") == "timeout_success")
+        await b.expect("CLEARCHAT", lambda m: m.params[-1] == "bob")
+        b.send("PRIVMSG #alice :am I muted")
+        await b.expect("NOTICE", lambda m: m.tags.get("msg-id") == "msg_timedout")
+        a.send("PRIVMSG #alice :/slow 5")
+        await b.expect("ROOMSTATE", lambda m: m.tags.get("slow") == "5")
+        await a.close()
+        await b.close()
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
