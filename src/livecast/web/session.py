@@ -27,10 +27,14 @@ def _platform(request: Request) -> Platform:
 
 
 async def start_session(request: Request, response: Response, user: User) -> WebSession:
+    """Sign ``user`` in with a fresh session id; any session this browser held before ends."""
     raw = secrets.token_urlsafe(32)
     row = WebSession(id_hash=sha256(raw), user_id=user.id, csrf=secrets.token_urlsafe(24),
                      expires_at=utcnow() + LIFETIME)
+    previous = request.cookies.get(COOKIE, "")
     async with _platform(request).db.session() as db:
+        if previous and len(previous) < 128:
+            await db.execute(delete(WebSession).where(WebSession.id_hash == sha256(previous)))
         db.add(row)
     response.set_cookie(
         COOKIE, raw, max_age=int(LIFETIME.total_seconds()), httponly=True, samesite="lax",
@@ -76,6 +80,34 @@ async def csrf_token(request: Request) -> str:
 async def check_csrf(request: Request, submitted: str) -> bool:
     row = await _session_row(request)
     return row is not None and bool(submitted) and same(row.csrf, submitted)
+
+
+# Forms shown before anyone is signed in (sign-in, sign-up) have no session to hold a CSRF
+# token, yet a forged sign-in would put a victim in the attacker's account. They use a
+# double-submit cookie instead: a random value in a SameSite cookie, repeated in the form.
+FORM_COOKIE = "livecast_form"
+
+
+def form_token(request: Request) -> str:
+    """This browser's pre-session CSRF token (new if it has none); see :func:`set_form_cookie`."""
+    cached = request.scope.get("livecast_form_token")
+    if isinstance(cached, str):
+        return cached
+    token = request.cookies.get(FORM_COOKIE, "")
+    if not (16 <= len(token) <= 64):
+        token = secrets.token_urlsafe(24)
+    request.scope["livecast_form_token"] = token
+    return token
+
+
+def set_form_cookie(request: Request, response: Response) -> None:
+    response.set_cookie(FORM_COOKIE, form_token(request), max_age=24 * 3600, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https", path="/")
+
+
+def check_form_token(request: Request, submitted: str) -> bool:
+    cookie = request.cookies.get(FORM_COOKIE, "")
+    return bool(cookie) and bool(submitted) and same(cookie, submitted)
 
 
 async def end_session(request: Request, response: Response) -> None:
