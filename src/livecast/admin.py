@@ -56,7 +56,10 @@ async def create_user(db: AsyncSession, args: argparse.Namespace, settings: Sett
 
 async def create_app(db: AsyncSession, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     owner = (await _user(db, args.owner)).id if args.owner else None
-    app, secret = await service.create_app(db, args.name, args.redirect_uri or None, owner)
+    try:
+        app, secret = await service.create_app(db, args.name, args.redirect_uri or None, owner)
+    except service.IdentityError as exc:
+        raise AdminError(exc.message) from None
     return {"client_id": app.client_id, "client_secret": secret, "name": app.name,
             "redirect_uris": app.redirect_uris}
 
@@ -106,6 +109,22 @@ async def set_partner(db: AsyncSession, args: argparse.Namespace, settings: Sett
     return {"user_id": user.id, "login": user.login, "broadcaster_type": btype}
 
 
+async def payouts(db: AsyncSession, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Per-creator payouts for one month from the subscriptions ledger; ``--csv`` prints CSV."""
+    import sys
+
+    from livecast.subscriptions import payouts as report
+
+    try:
+        rows = await report.report(db, args.month)
+    except ValueError as exc:
+        raise AdminError(str(exc)) from None
+    if getattr(args, "csv", False):
+        sys.stdout.write(report.to_csv(rows))
+        return {}
+    return {"month": args.month, "creators": [vars(r) for r in rows]}
+
+
 COMMANDS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "create-user": create_user,
     "create-app": create_app,
@@ -113,4 +132,5 @@ COMMANDS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "reset-stream-key": reset_stream_key,
     "show-stream-key": show_stream_key,
     "set-partner": set_partner,
+    "payouts": payouts,
 }

@@ -20,7 +20,15 @@ from livecast.platform import Platform
 
 COMPONENTS: list[str] = [
     "livecast.api.ops",
+    "livecast.delivery.origin",
     "livecast.api.oauth",
+    "livecast.web.auth",
+    "livecast.api.helix",
+    "livecast.api.eventsub.routes",
+    "livecast.subscriptions.routes",
+    "livecast.chat.web",
+    "livecast.discovery.routes",
+    "livecast.web.pages",  # keep last: /{login} matches any single path segment
 ]
 
 

@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     a = add("set-partner", "set a user's broadcaster type")
     a.add_argument("login")
     a.add_argument("--type", default="partner", choices=["partner", "affiliate", "none"])
+    a = add("payouts", "creators' subscription payouts for one month, from the ledger")
+    a.add_argument("--month", required=True, help="YYYY-MM, e.g. 2026-11")
+    a.add_argument("--csv", action="store_true", help="print CSV")
 
     bench = sub.add_parser("bench", help="run a benchmark from bench/",
                            description="Run a benchmark (python -m bench NAME); prints figures and writes JSON.")

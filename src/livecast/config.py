@@ -68,6 +68,8 @@ class Settings(BaseModel):
     log_format: str = "text"
     secret_key: str = ""
     reconnect_window: float = Field(default=60.0, ge=0)
+    rtmp_max_connections_per_ip: int = Field(default=10, ge=1)
+    rtmp_idle_timeout: float = Field(default=10.0, gt=0)  # seconds without a byte from a publisher
     # Media
     segment_duration: float = Field(default=2.0, gt=0.2, le=12)
     part_duration: float = Field(default=0.5, gt=0.05, le=4)
@@ -82,6 +84,14 @@ class Settings(BaseModel):
     # Identity
     token_lifetime: int = Field(default=14400, ge=60)
     password_min_length: int = Field(default=8, ge=1)
+    # Subscriptions (prices in the currency's minor unit; partners get partner_share_percent)
+    sub_prices: dict[str, int] = Field(default_factory=lambda: {"1000": 499, "2000": 999, "3000": 2499})
+    sub_currency: str = "USD"
+    creator_share_percent: int = Field(default=50, ge=0, le=100)
+    partner_share_percent: int = Field(default=70, ge=0, le=100)
+    stripe_secret_key: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_api_base: str = "https://api.stripe.com"
 
     @field_validator("database_url", "bus_url", "storage_url")
     @classmethod

@@ -39,12 +39,22 @@ class Service(Protocol):
 
 
 # (role, "module:factory"); a factory takes the Platform and returns a Service.
-SERVICES: list[tuple[str, str]] = []
+SERVICES: list[tuple[str, str]] = [
+    ("ingest", "livecast.media.service:create_service"),
+    ("ingest", "livecast.ingest.server:create_service"),
+    ("chat", "livecast.chat.tcp:create_service"),
+    ("worker", "livecast.api.eventsub.worker:create_service"),
+    ("worker", "livecast.subscriptions.worker:create_service"),
+    ("worker", "livecast.discovery.worker:create_service"),
+    ("api", "livecast.api.eventsub.websocket:create_service"),
+]
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose
+    # listener says so, and without it small responses wait out the peer's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if hasattr(socket, "SO_REUSEPORT"):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

@@ -1,22 +1,31 @@
-"""OAuth2 endpoints with Twitch's shapes: ``/oauth2/token``, ``/validate``, ``/revoke``.
+"""OAuth2 endpoints with Twitch's shapes: ``/oauth2/token``, ``/validate``, ``/revoke``, ``/device``.
 
-Errors follow id.twitch.tv: ``{"status": 400, "message": "invalid client secret"}``.
-The authorization-code, implicit and device flows live beside these (see the issue).
+Errors follow id.twitch.tv: ``{"status": 400, "message": "invalid client secret"}``. Every
+refusal is decided before anything is added to the session, so a refused request writes
+nothing. The browser side of the flows (``/oauth2/authorize``, ``/activate``) is in
+:mod:`livecast.web.auth`, next to the sign-in pages it depends on.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from livecast.identity import service
+from livecast import metrics
+from livecast.identity import grants, service
+from livecast.identity.models import OAuthApp
 from livecast.identity.scopes import parse_scopes, unknown_scopes
 from livecast.platform import Platform
 
 MAX_FORM = 16 * 1024
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# App tokens from client credentials live about 60 days on Twitch.
+APP_TOKEN_LIFETIME = 5_000_000
 
 
 def oauth_error(status: int, message: str) -> JSONResponse:
@@ -24,7 +33,7 @@ def oauth_error(status: int, message: str) -> JSONResponse:
 
 
 async def read_params(request: Request) -> dict[str, str] | None:
-    """Query string merged with a urlencoded or multipart body; None when the body is malformed."""
+    """Query string merged with a urlencoded, multipart or JSON body; None when the body is malformed."""
     params: dict[str, str] = dict(request.query_params)
     if request.method == "POST":
         body = await request.body()
@@ -32,21 +41,24 @@ async def read_params(request: Request) -> dict[str, str] | None:
             return None
         ctype = request.headers.get("content-type", "")
         if body and ("urlencoded" in ctype or "multipart" in ctype):
+            if "urlencoded" in ctype:
+                try:
+                    body.decode("ascii")  # percent-encoding is ASCII; anything else is not a form
+                except UnicodeDecodeError:
+                    return None
             try:
                 form: FormData = await request.form()
             except Exception:
                 return None
             params.update({k: v for k, v in form.items() if isinstance(v, str)})
         elif body and "json" in ctype:
-            import json
-
             try:
                 doc: Any = json.loads(body)
             except ValueError:
                 return None
             if not isinstance(doc, dict):
                 return None
-            params.update({k: str(v) for k, v in doc.items()})
+            params.update({str(k): str(v) for k, v in doc.items()})
     return params
 
 
@@ -58,43 +70,135 @@ def bearer(request: Request) -> str:
     return ""
 
 
+def scope_error(bad: list[str]) -> JSONResponse:
+    return oauth_error(400, "invalid scope requested: '" + " ".join(bad) + "'")
+
+
+async def confidential_client(db: AsyncSession, params: dict[str, str]) -> OAuthApp | JSONResponse:
+    """The app named by ``client_id`` whose ``client_secret`` matches, or Twitch's refusal."""
+    client_id = params.get("client_id", "")
+    if not client_id:
+        return oauth_error(400, "missing client id")
+    app_row = await service.get_app(db, client_id)
+    if app_row is None:
+        return oauth_error(400, "invalid client")
+    if await service.check_client(db, client_id, params.get("client_secret", "")) is None:
+        return oauth_error(403, "invalid client secret")
+    return app_row
+
+
+async def public_client(db: AsyncSession, params: dict[str, str]) -> OAuthApp | JSONResponse:
+    """Device-flow clients may be public (no secret); a secret that is sent must still match."""
+    if params.get("client_secret"):
+        return await confidential_client(db, params)
+    client_id = params.get("client_id", "")
+    if not client_id:
+        return oauth_error(400, "missing client id")
+    app_row = await service.get_app(db, client_id)
+    return app_row if app_row is not None else oauth_error(400, "invalid client")
+
+
+def token_body(issued: service.IssuedToken) -> dict[str, Any]:
+    body: dict[str, Any] = {"access_token": issued.access_token, "expires_in": issued.expires_in}
+    if issued.refresh_token:
+        body["refresh_token"] = issued.refresh_token
+    body.update(scope=issued.scopes, token_type="bearer")
+    return body
+
+
 def install(app: FastAPI, platform: Platform) -> None:
     settings = platform.settings
+
+    async def client_credentials(db: AsyncSession, params: dict[str, str]) -> Response:
+        client = await confidential_client(db, params)
+        if isinstance(client, JSONResponse):
+            return client
+        scopes = parse_scopes(params.get("scope"))
+        bad = unknown_scopes(scopes)
+        if bad:
+            return scope_error(bad)
+        issued = await service.issue_token(db, client.client_id, None, scopes,
+                                           lifetime=max(settings.token_lifetime, APP_TOKEN_LIFETIME),
+                                           refresh=False)
+        return JSONResponse({"access_token": issued.access_token, "expires_in": issued.expires_in,
+                             "token_type": "bearer"})
+
+    async def refresh(db: AsyncSession, params: dict[str, str]) -> Response:
+        client = await confidential_client(db, params)
+        if isinstance(client, JSONResponse):
+            return oauth_error(400, "invalid client") if client.status_code == 400 else client
+        issued = await service.refresh_token(db, client, params.get("refresh_token", ""), settings.token_lifetime)
+        if issued is None:
+            return oauth_error(400, "Invalid refresh token")
+        return JSONResponse(token_body(issued))
+
+    async def authorization_code(db: AsyncSession, params: dict[str, str]) -> Response:
+        client = await confidential_client(db, params)
+        if isinstance(client, JSONResponse):
+            return client
+        if not params.get("code"):
+            return oauth_error(400, "missing code")
+        issued = await grants.redeem_code(db, client, params["code"], params.get("redirect_uri", ""),
+                                          lifetime=settings.token_lifetime)
+        return JSONResponse(token_body(issued))
+
+    async def device_code(db: AsyncSession, params: dict[str, str]) -> Response:
+        client = await public_client(db, params)
+        if isinstance(client, JSONResponse):
+            return client
+        issued = await grants.redeem_device(db, client, params.get("device_code", ""),
+                                            lifetime=settings.token_lifetime)
+        return JSONResponse(token_body(issued))
+
+    handlers = {
+        "client_credentials": client_credentials,
+        "refresh_token": refresh,
+        "authorization_code": authorization_code,
+        DEVICE_GRANT: device_code,
+    }
 
     async def token(request: Request) -> Response:
         params = await read_params(request)
         if params is None:
+            metrics.oauth_refusals.labels("malformed").inc()
             return oauth_error(400, "malformed request body")
         grant = params.get("grant_type", "")
-        client_id = params.get("client_id", "")
+        handler = handlers.get(grant)
+        if handler is None:
+            return oauth_error(400, "invalid grant type" if grant else "missing grant type")
         async with platform.db.session() as db:
-            if grant == "client_credentials":
-                app_row = await service.check_client(db, client_id, params.get("client_secret", ""))
-                if app_row is None:
-                    return oauth_error(403 if await service.get_app(db, client_id) else 400,
-                                       "invalid client secret" if await service.get_app(db, client_id)
-                                       else "invalid client")
-                scopes = parse_scopes(params.get("scope"))
-                bad = unknown_scopes(scopes)
-                if bad:
-                    return oauth_error(400, "invalid scope requested: '" + " ".join(bad) + "'")
-                issued = await service.issue_token(db, app_row.client_id, None, scopes,
-                                                   lifetime=max(settings.token_lifetime, 5_000_000),
-                                                   refresh=False)
-                return JSONResponse({"access_token": issued.access_token, "expires_in": issued.expires_in,
-                                     "token_type": "bearer"})
-            if grant == "refresh_token":
-                app_row = await service.check_client(db, client_id, params.get("client_secret", ""))
-                if app_row is None:
-                    return oauth_error(400, "invalid client")
-                issued2 = await service.refresh_token(db, app_row, params.get("refresh_token", ""),
-                                                      settings.token_lifetime)
-                if issued2 is None:
-                    return oauth_error(400, "Invalid refresh token")
-                return JSONResponse({"access_token": issued2.access_token, "refresh_token": issued2.refresh_token,
-                                     "expires_in": issued2.expires_in, "scope": issued2.scopes,
-                                     "token_type": "bearer"})
-        return oauth_error(400, "invalid grant type" if grant else "missing grant type")
+            try:
+                response = await handler(db, params)
+            except service.IdentityError as exc:
+                # Committed on purpose: a replayed code has just revoked its tokens.
+                metrics.oauth_refusals.labels(exc.code).inc()
+                return oauth_error(400, exc.message)
+        if response.status_code == 200:
+            metrics.oauth_tokens_issued.labels("device_code" if grant == DEVICE_GRANT else grant).inc()
+        else:
+            metrics.oauth_refusals.labels("client").inc()
+        return response
+
+    async def device(request: Request) -> Response:
+        params = await read_params(request)
+        if params is None:
+            return oauth_error(400, "malformed request body")
+        async with platform.db.session() as db:
+            client = await public_client(db, params)
+            if isinstance(client, JSONResponse):
+                return client
+            scopes = parse_scopes(params.get("scopes", params.get("scope")))
+            bad = unknown_scopes(scopes)
+            if bad:
+                return scope_error(bad)
+            raw, user_code = await grants.start_device(db, client, scopes)
+        return JSONResponse({
+            "device_code": raw,
+            "expires_in": grants.DEVICE_LIFETIME,
+            "interval": grants.DEVICE_INTERVAL,
+            "user_code": user_code,
+            "verification_uri": f"{platform.base_url()}/activate?device-code={user_code}",
+        })
 
     async def validate(request: Request) -> Response:
         raw = bearer(request)
@@ -128,3 +232,4 @@ def install(app: FastAPI, platform: Platform) -> None:
         app.add_api_route(f"{prefix}/token", token, methods=["POST"], include_in_schema=False)
         app.add_api_route(f"{prefix}/validate", validate, methods=["GET"], include_in_schema=False)
         app.add_api_route(f"{prefix}/revoke", revoke, methods=["POST"], include_in_schema=False)
+        app.add_api_route(f"{prefix}/device", device, methods=["POST"], include_in_schema=False)

@@ -7,7 +7,7 @@ shares it between processes and nodes. Both pass the same tests (tests/test_bus.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 
@@ -40,6 +40,21 @@ class Bus(Protocol):
 
     async def take_tokens(self, key: str, cost: int, capacity: int, refill_per_s: float) -> tuple[bool, int, float]:
         """Token bucket: take ``cost`` tokens; returns (allowed, remaining, seconds until full)."""
+        ...
+
+    async def hll_add(self, key: str, member: str, ttl: float | None = None) -> bool:
+        """Add to a shared distinct-count set (Redis HyperLogLog); True if the estimate changed.
+
+        ``ttl`` (seconds) is set when the key is created, so per-minute sets expire on their own.
+        """
+        ...
+
+    async def hll_count(self, *keys: str) -> int:
+        """Distinct members across the union of ``keys`` (missing keys count as empty)."""
+        ...
+
+    async def hll_counts(self, groups: Sequence[Sequence[str]]) -> list[int]:
+        """:meth:`hll_count` for many unions at once (one round trip on Redis)."""
         ...
 
 

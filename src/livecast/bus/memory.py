@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 
 class _MemorySubscription:
@@ -38,11 +38,16 @@ class _MemorySubscription:
             pass
 
 
+_Members = set[str]
+
+
 class MemoryBus:
     def __init__(self) -> None:
         self.subs: list[_MemorySubscription] = []
         self.kv: dict[str, tuple[bytes, float | None]] = {}
         self.buckets: dict[str, tuple[float, float]] = {}
+        self.sets: dict[str, tuple[_Members, float | None]] = {}
+        self._next_sweep = 0.0
 
     async def start(self) -> None:
         return None
@@ -105,3 +110,37 @@ class MemoryBus:
             tokens -= cost
         self.buckets[key] = (tokens, now)
         return allowed, int(tokens), (capacity - tokens) / refill_per_s
+
+    def _live_set(self, key: str) -> _Members | None:
+        item = self.sets.get(key)
+        if item is None:
+            return None
+        if item[1] is not None and item[1] <= time.monotonic():
+            del self.sets[key]
+            return None
+        return item[0]
+
+    async def hll_add(self, key: str, member: str, ttl: float | None = None) -> bool:
+        # Exact sets: one process never holds enough viewers for an estimate to pay off.
+        now = time.monotonic()
+        if now >= self._next_sweep:  # per-minute keys are never read again once they expire
+            self._next_sweep = now + 60
+            for old in [k for k, (_, exp) in self.sets.items() if exp is not None and exp <= now]:
+                del self.sets[old]
+        members = self._live_set(key)
+        if members is None:
+            members = _Members()
+            self.sets[key] = (members, time.monotonic() + ttl if ttl else None)
+        if member in members:
+            return False
+        members.add(member)
+        return True
+
+    async def hll_count(self, *keys: str) -> int:
+        union: _Members = _Members()
+        for key in keys:
+            union |= self._live_set(key) or _Members()
+        return len(union)
+
+    async def hll_counts(self, groups: Sequence[Sequence[str]]) -> list[int]:
+        return [await self.hll_count(*keys) for keys in groups]

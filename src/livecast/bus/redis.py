@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -113,3 +113,24 @@ class RedisBus:
         allowed, tokens = await self._bucket(keys=[key], args=[cost, capacity, refill_per_s])
         remaining = float(tokens)
         return bool(allowed), int(remaining), (capacity - remaining) / refill_per_s
+
+    async def hll_add(self, key: str, member: str, ttl: float | None = None) -> bool:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.pfadd(key, member)
+            if ttl:
+                pipe.expire(key, max(1, int(ttl)), nx=True)
+            result = await pipe.execute()
+        return bool(result[0])
+
+    async def hll_count(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        return int(await self.redis.pfcount(*keys))
+
+    async def hll_counts(self, groups: Sequence[Sequence[str]]) -> list[int]:
+        if not groups:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for keys in groups:
+                pipe.pfcount(*keys)
+            return [int(n) for n in await pipe.execute()]

@@ -73,6 +73,11 @@ class Token(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The authorization or device code this token (and every refresh of it) came from, so that
+    # replaying a used code can revoke them all (RFC 6749 section 4.1.2).
+    grant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("oauth_grants.id", ondelete="SET NULL"), nullable=True, index=True
+    )
 
 
 class Grant(Base):

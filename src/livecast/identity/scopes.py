@@ -42,3 +42,42 @@ def parse_scopes(raw: str | None) -> list[str]:
 
 def unknown_scopes(scopes: list[str]) -> list[str]:
     return [s for s in scopes if s not in SCOPES]
+
+
+# What the consent page tells a user each scope lets an app do (Twitch's wording where it has one).
+DESCRIPTIONS: dict[str, str] = {
+    "chat:read": "View live stream chat messages",
+    "chat:edit": "Send live stream chat messages",
+    "user:read:email": "View your email address",
+    "user:edit": "Manage your user information",
+    "user:read:follows": "View the list of channels you follow",
+    "user:read:subscriptions": "View your channel subscriptions",
+    "user:read:chat": "Receive chatroom messages and informational notifications",
+    "user:write:chat": "Send chat messages to a chatroom",
+    "user:bot": "Join your channel's chatroom as a bot user",
+    "user:manage:whispers": "Receive and send whispers on your behalf",
+    "user:manage:blocked_users": "Manage your block list",
+    "user:manage:chat_color": "Update the color used for your name in chat",
+    "channel:bot": "Join your channel's chatroom as a bot user",
+    "channel:manage:broadcast": "Manage your channel's broadcast configuration",
+    "channel:manage:raids": "Start raids to other channels",
+    "channel:manage:moderators": "Add or remove the moderator role from users in your channel",
+    "channel:manage:vips": "Add or remove the VIP role from users in your channel",
+    "channel:read:stream_key": "View your stream key",
+    "channel:read:subscriptions": "View a list of all subscribers to your channel",
+    "channel:moderate": "Perform moderation actions in a channel",
+    "clips:edit": "Create clips from a broadcast or video",
+    "moderation:read": "View your channel's moderation data",
+    "moderator:read:followers": "Read the followers of a broadcaster",
+    "moderator:read:chatters": "View the chatters in a broadcaster's chat room",
+    "moderator:manage:banned_users": "Ban and unban users",
+    "moderator:manage:chat_messages": "Delete chat messages in channels where you have the moderator role",
+    "moderator:manage:chat_settings": "Manage a broadcaster's chat room settings",
+    "moderator:manage:announcements": "Send announcements in channels where you have the moderator role",
+    "whispers:read": "View your whisper messages",
+    "whispers:edit": "Send whisper messages",
+}
+
+
+def describe(scope: str) -> str:
+    return DESCRIPTIONS.get(scope, scope.replace(":", " ").replace("_", " ").capitalize())

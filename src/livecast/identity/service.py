@@ -5,12 +5,14 @@ HTTP routes, the CLI and other domains call these; none of them touch the tables
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecast.identity import credentials
@@ -85,7 +87,7 @@ async def create_user(
         login=name,
         display_name=display_name or name,
         email=email,
-        password_hash=credentials.hash_password(password) if password else "",
+        password_hash=await asyncio.to_thread(credentials.hash_password, password) if password else "",
         broadcaster_type=broadcaster_type,
         type=user_type,
     )
@@ -108,9 +110,13 @@ async def get_user(db: AsyncSession, user_id: str) -> User | None:
 async def authenticate(db: AsyncSession, login: str, password: str) -> User | None:
     user = await get_user_by_login(db, login)
     if user is None:
-        credentials.verify_password(_DUMMY_HASH, password)  # same cost whether or not the login exists
+        # Same cost whether or not the login exists, so timing does not reveal which logins do.
+        await asyncio.to_thread(credentials.verify_password, _DUMMY_HASH, password)
         return None
-    return user if credentials.verify_password(user.password_hash, password) else None
+    # argon2 takes ~0.1 s of CPU on purpose; in a thread it does not stall chat and ingest,
+    # which share this event loop (argon2-cffi releases the GIL while hashing).
+    ok = await asyncio.to_thread(credentials.verify_password, user.password_hash, password)
+    return user if ok else None
 
 
 _DUMMY_HASH = credentials.hash_password("not-a-real-password")
@@ -146,11 +152,72 @@ async def set_broadcaster_type(db: AsyncSession, user_id: str, broadcaster_type:
     await db.execute(update(User).where(User.id == user_id).values(broadcaster_type=broadcaster_type))
 
 
+DESCRIPTION_MAX = 300  # Helix "Update User" allows 300 characters
+COLOR_RE = re.compile(r"^#[0-9A-Fa-f]{6}$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+async def update_user(
+    db: AsyncSession,
+    user_id: str,
+    *,
+    description: str | None = None,
+    display_name: str | None = None,
+    email: str | None = None,
+    color: str | None = None,
+    profile_image_url: str | None = None,
+    offline_image_url: str | None = None,
+) -> User:
+    """Change the given profile fields (None leaves a field alone); every value is checked first,
+    so a refused update changes nothing."""
+    user = await db.get(User, user_id)
+    if user is None:
+        raise IdentityError("not_found", "no such user")
+    changes: dict[str, str] = {}
+    if description is not None:
+        if len(description) > DESCRIPTION_MAX:
+            raise IdentityError("invalid_description", f"description must be at most {DESCRIPTION_MAX} characters")
+        changes["description"] = description
+    if display_name is not None:
+        if display_name.lower() != user.login:
+            raise IdentityError("invalid_display_name", "display name may only change the login's capitalisation")
+        changes["display_name"] = display_name
+    if email is not None:
+        if email and (len(email) > 254 or not EMAIL_RE.match(email)):
+            raise IdentityError("invalid_email", "not a valid email address")
+        changes["email"] = email
+    if color is not None:
+        if color and not COLOR_RE.match(color):
+            raise IdentityError("invalid_color", "color must be a hex color like #9147FF")
+        changes["color"] = color.upper()
+    for name, url in (("profile_image_url", profile_image_url), ("offline_image_url", offline_image_url)):
+        if url is not None:
+            if url and (len(url) > 512 or not url.startswith(("https://", "http://", "/"))):
+                raise IdentityError("invalid_url", f"{name} must be an http(s) URL or a path")
+            changes[name] = url
+    for name, value in changes.items():
+        setattr(user, name, value)
+    await db.flush()
+    return user
+
+
+async def delete_user(db: AsyncSession, user_id: str) -> bool:
+    """Delete a user; their channel, tokens, grants and sessions go with them (ON DELETE CASCADE).
+
+    Returns False when there was no such user.
+    """
+    result = await db.execute(delete(User).where(User.id == user_id))
+    return bool(getattr(result, "rowcount", 0))
+
+
 # OAuth2 applications and tokens -------------------------------------------------------------
 
 async def create_app(
     db: AsyncSession, name: str, redirect_uris: list[str] | None = None, owner_id: str | None = None
 ) -> tuple[OAuthApp, str]:
+    uris = list(redirect_uris or ["http://localhost"])
+    for uri in uris:
+        check_redirect_uri(uri)
     client_id = credentials.random_token(30)
     secret = credentials.random_token(30)
     app = OAuthApp(
@@ -158,11 +225,26 @@ async def create_app(
         name=name,
         owner_id=owner_id,
         secret_hash=credentials.sha256(secret),
-        redirect_uris=list(redirect_uris or ["http://localhost"]),
+        redirect_uris=uris,
     )
     db.add(app)
     await db.flush()
     return app, secret
+
+
+def check_redirect_uri(uri: str) -> None:
+    """Redirect URIs are absolute, carry no fragment (RFC 6749 section 3.1.2) and fit the column.
+
+    Apps may use any scheme (desktop apps register ``myapp://callback``), but never a
+    ``javascript:`` or ``data:`` one, which would run in the consent page's origin.
+    """
+    parts = urlsplit(uri)
+    if (
+        len(uri) > 512 or not parts.scheme or "#" in uri or any(ord(ch) < 0x21 for ch in uri)
+        or parts.scheme.lower() in {"javascript", "data", "vbscript", "file"}
+        or (parts.scheme.lower() in {"http", "https"} and not parts.netloc)
+    ):
+        raise IdentityError("invalid_redirect_uri", f"not a usable redirect URI: {uri!r}")
 
 
 async def get_app(db: AsyncSession, client_id: str) -> OAuthApp | None:
@@ -186,6 +268,7 @@ async def issue_token(
     *,
     lifetime: int = 14400,
     refresh: bool = True,
+    grant_id: int | None = None,
 ) -> IssuedToken:
     access = credentials.random_token()
     refresh_token = credentials.random_token(50) if (refresh and user_id) else None
@@ -197,6 +280,7 @@ async def issue_token(
             user_id=user_id,
             scopes=list(scopes),
             expires_at=utcnow() + dt.timedelta(seconds=lifetime) if lifetime else None,
+            grant_id=grant_id,
         )
     )
     await db.flush()
@@ -232,7 +316,8 @@ async def refresh_token(db: AsyncSession, app: OAuthApp, raw_refresh: str, lifet
         return None
     row.revoked = True
     row.refresh_hash = None
-    return await issue_token(db, app.client_id, row.user_id, list(row.scopes), lifetime=lifetime)
+    return await issue_token(db, app.client_id, row.user_id, list(row.scopes), lifetime=lifetime,
+                             grant_id=row.grant_id)
 
 
 async def revoke_token(db: AsyncSession, client_id: str, access_token: str) -> bool:
