@@ -70,6 +70,12 @@ class Settings(BaseModel):
     reconnect_window: float = Field(default=60.0, ge=0)
     rtmp_max_connections_per_ip: int = Field(default=10, ge=1)
     rtmp_idle_timeout: float = Field(default=10.0, gt=0)  # seconds without a byte from a publisher
+    # Abuse limits (livecast.limits): per client address, loopback exempt unless told otherwise
+    chat_max_connections_per_ip: int = Field(default=200, ge=1)  # IRC over TCP and WebSocket together
+    http_max_connections_per_ip: int = Field(default=256, ge=1)
+    http_max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    hls_max_blocking_requests: int = Field(default=10000, ge=1)  # LL-HLS long polls held at once
+    limit_exempt_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     # Media
     segment_duration: float = Field(default=2.0, gt=0.2, le=12)
     part_duration: float = Field(default=0.5, gt=0.05, le=4)
@@ -122,12 +128,18 @@ class Settings(BaseModel):
                 raise ValueError(f"unknown role {role!r}; use {', '.join(ALL_ROLES)} or all")
         return tuple(value)
 
-    @field_validator("non_partner_ladder", mode="before")
+    @field_validator("non_partner_ladder", "limit_exempt_ips", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(r.strip() for r in value.split(",") if r.strip())
         return value
+
+    @field_validator("limit_exempt_ips")
+    @classmethod
+    def _exempt(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # An empty environment variable means "unset", so "none" is how to exempt nobody.
+        return tuple(ip for ip in value if ip.lower() != "none")
 
     @field_validator("log_level")
     @classmethod

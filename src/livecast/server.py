@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import uvicorn
 
+from livecast import limits
 from livecast.app import create_app
 from livecast.config import Settings
 from livecast.logs import event
@@ -104,10 +105,12 @@ class Runner:
             platform.ports.update(ports)
             self.services.append(service)
         app = create_app(platform)
+        limits.install(app, platform)  # request body size cap
         config = uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="off", ws_max_size=1 << 20,
             timeout_graceful_shutdown=5, ws_ping_interval=None,
         )
+        limits.install_protocols(config, platform)  # connections per client address
         self.http = _Uvicorn(config)
         self.http_task = asyncio.create_task(self.http.serve(sockets=[http_sock]))
         while not self.http.started:

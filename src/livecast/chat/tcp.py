@@ -15,6 +15,7 @@ import socket
 from livecast.chat import tmi
 from livecast.chat.connection import ChatConnection
 from livecast.chat.rooms import WANTS_TEXT, Hub
+from livecast.limits import PerIpLimiter
 from livecast.logs import event
 from livecast.platform import Platform
 from livecast.server import bind_socket
@@ -23,6 +24,7 @@ log = logging.getLogger("livecast.chat")
 
 PING_INTERVAL_S = 240.0
 READ_SIZE = 65536
+TOO_MANY_CONNECTIONS = tmi.notice("*", "", "Too many connections from your address")
 
 
 class TcpOutlet:
@@ -54,6 +56,9 @@ class ChatService:
         self.server: asyncio.Server | None = None
         self.connections: set[ChatConnection] = set()
         self._pinger: asyncio.Task[None] | None = None
+        # One count per address over both transports; chat/web.py finds it in platform.state.
+        self.limiter = PerIpLimiter.for_settings(platform.settings, platform.settings.chat_max_connections_per_ip)
+        platform.state["chat.limiter"] = self.limiter
 
     async def start(self) -> dict[str, int]:
         await self.hub.start()
@@ -94,6 +99,10 @@ class ChatService:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = writer.get_extra_info("peername")
+        if not self.limiter.acquire(str(peer[0] if peer else "?"), writer):
+            writer.write(TOO_MANY_CONNECTIONS)
+            writer.close()
+            return
         conn = ChatConnection(self.platform, self.hub, TcpOutlet(writer.transport), str(peer[0] if peer else "?"),
                               "tcp")
         self.connections.add(conn)
@@ -113,6 +122,7 @@ class ChatService:
         finally:
             conn.shutdown()
             self.connections.discard(conn)
+            self.limiter.release(writer)
 
 
 def create_service(platform: Platform) -> ChatService:

@@ -12,7 +12,7 @@ from fastapi import FastAPI, HTTPException, Response
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from livecast.chat import emotes
+from livecast.chat import emotes, tmi
 from livecast.chat.connection import ChatConnection
 from livecast.chat.rooms import Hub
 from livecast.platform import Platform
@@ -79,8 +79,13 @@ def install(app: FastAPI, platform: Platform) -> None:
             return
         offered = ws.scope.get("subprotocols") or []
         await ws.accept(subprotocol="irc" if "irc" in offered else None)
-        outlet = WebSocketOutlet(ws)
         client = ws.client
+        limiter = platform.state.get("chat.limiter")  # shared with IRC over TCP (chat/tcp.py)
+        if limiter is not None and not limiter.acquire(client.host if client else "?", ws):
+            await ws.send_text(tmi.notice("*", "", "Too many connections from your address").decode())
+            await ws.close(code=1008)
+            return
+        outlet = WebSocketOutlet(ws)
         conn = ChatConnection(platform, hub, outlet, client.host if client else "?", "websocket")
 
         async def read() -> None:
@@ -120,6 +125,8 @@ def install(app: FastAPI, platform: Platform) -> None:
             await reader
         with contextlib.suppress(Exception):
             await ws.close()
+        if limiter is not None:
+            limiter.release(ws)
 
     app.router.routes.append(WebSocketRoute("/", irc_websocket))
 

@@ -22,6 +22,7 @@ from livecast.delivery.query import (
     parse_thumbnail_name,
     too_far_ahead,
 )
+from livecast.limits import blocking_gate
 from livecast.logs import event
 from livecast.media.service import media_of
 from livecast.packager.live import LiveStream
@@ -47,6 +48,7 @@ def _ok(body: bytes, media_type: str, cache: str) -> Response:
 
 
 def install(app: FastAPI, platform: Platform) -> None:
+    gate = blocking_gate(platform)
     def stream_of(login: str) -> LiveStream | None:
         media = media_of(platform)
         return media.stream(login) if media is not None else None
@@ -96,8 +98,16 @@ def install(app: FastAPI, platform: Platform) -> None:
                 return _error(400, f"_HLS_msn/_HLS_part too far ahead of the live edge ({last_msn}.{last_part})")
             msn, part = query.msn, query.part
             timeout = 3 * seg.target_duration
-            if not await live.wait_for(lambda: seg.has_part(msn, part) or seg.ended, timeout):
-                return _error(503, "the requested part did not arrive in time", {"Retry-After": "1"})
+            if not (seg.has_part(msn, part) or seg.ended):
+                # Each held request is a socket and a task: past the cap, answer now (livecast.limits).
+                if not gate.try_enter():
+                    return _error(503, "too many blocking playlist requests; retry", {"Retry-After": "1"})
+                try:
+                    arrived = await live.wait_for(lambda: seg.has_part(msn, part) or seg.ended, timeout)
+                finally:
+                    gate.leave()
+                if not arrived:
+                    return _error(503, "the requested part did not arrive in time", {"Retry-After": "1"})
             cache = f"public, max-age={6 * seg.target_duration}"
         if not live.ready(rendition):
             await live.wait_for(lambda: live.ready(rendition), 2 * live.segment_duration + 2)
@@ -132,7 +142,12 @@ def install(app: FastAPI, platform: Platform) -> None:
 
         nxt = seg.next_part()
         if not available() and (msn, index) <= nxt and msn >= nxt[0] - 1:
-            await live.wait_for(available, 3 * seg.target_duration)
+            if not gate.try_enter():
+                return _error(503, "too many blocking requests; retry", {"Retry-After": "1"})
+            try:
+                await live.wait_for(available, 3 * seg.target_duration)
+            finally:
+                gate.leave()
         s = seg.segment(msn)
         if s is None or index >= len(s.parts) or not s.parts[index].data:
             return _error(404, "part not available")

@@ -1,0 +1,189 @@
+"""Abuse limits as a client meets them: connections per address on HTTP and chat (TCP and
+WebSocket together), request body size, IRC line length over WebSocket, and the cap on LL-HLS
+requests held waiting. Every refusal is the protocol's own error, and the server goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from livecast.limits import BodySizeLimit, Gate, PerIpLimiter
+from livecast.media.ladder import PlannedRendition
+from livecast.media.service import media_of
+from livecast.packager.live import LiveStream
+from tests.conftest import Server, start_server, wait_for
+from tests.test_chat_tcp import Client
+
+
+@pytest.fixture
+async def tight(tmp_path: Path) -> AsyncIterator[Server]:
+    """A server whose limits are small enough to reach, with loopback counted like anyone."""
+    srv = await start_server(tmp_path, limit_exempt_ips="", http_max_connections_per_ip=3,
+                             chat_max_connections_per_ip=2, http_max_body_bytes=4096,
+                             hls_max_blocking_requests=1)
+    try:
+        yield srv
+    finally:
+        await srv.runner.stop()
+
+
+def test_limiter_counts_keys_once_and_exempts() -> None:
+    lim = PerIpLimiter(2, exempt=["10.0.0.9"])
+    a, b, c = object(), object(), object()
+    assert lim.acquire("1.2.3.4", a) and lim.acquire("1.2.3.4", a)  # same key: one slot
+    assert lim.acquire("1.2.3.4", b)
+    assert not lim.acquire("1.2.3.4", c)
+    assert lim.acquire("5.6.7.8", c)  # another address has its own budget
+    lim.release(a)
+    lim.release(a)  # a second release is harmless
+    assert lim.count("1.2.3.4") == 1 and lim.acquire("1.2.3.4", object())
+    assert all(lim.acquire("10.0.0.9", object()) for _ in range(10))
+    gate = Gate(1)
+    assert gate.try_enter() and not gate.try_enter()
+    gate.leave()
+    assert gate.try_enter()
+
+
+async def _raw_get(port: int, path: str = "/healthz") -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+async def test_http_connections_per_ip(tight: Server) -> None:
+    port = tight.platform.ports["http"]
+    limiter: PerIpLimiter = tight.platform.state["limits.http"]
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+    await wait_for(lambda: limiter.count("127.0.0.1") == 3)
+    status, body = await _raw_get(port)
+    assert status == 429
+    assert json.loads(body) == {"error": "Too Many Requests", "status": 429,
+                                "message": "Too many connections from your address"}
+    assert limiter.count("127.0.0.1") == 3  # the refused one never took a slot
+    idle[0][1].close()
+    await wait_for(lambda: limiter.count("127.0.0.1") == 2)
+    assert (await _raw_get(port))[0] == 200
+    # An upgraded WebSocket keeps the slot its HTTP request took, and gives it back on close.
+    async with websockets.connect(f"ws://127.0.0.1:{port}/", subprotocols=[websockets.Subprotocol("irc")]):
+        await wait_for(lambda: limiter.count("127.0.0.1") == 3)
+        assert (await _raw_get(port))[0] == 429
+    await wait_for(lambda: limiter.count("127.0.0.1") == 2)
+    for _, writer in idle[1:]:
+        writer.close()
+    await wait_for(lambda: limiter.count("127.0.0.1") == 0)
+
+
+async def test_request_body_cap(tight: Server) -> None:
+    async with httpx.AsyncClient(base_url=tight.http_url) as http:
+        big = await http.post("/oauth2/token", content=b"grant_type=x&" + b"a" * 5000,
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert big.status_code == 413
+        assert big.json() == {"error": "Payload Too Large", "status": 413,
+                              "message": "Request body larger than 4096 bytes"}
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+            for _ in range(10):
+                yield b"b" * 1000
+
+        chunked = await http.post("/oauth2/token", content=chunks(),
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert chunked.status_code == 413 and chunked.json()["status"] == 413
+        small = await http.post("/oauth2/token", data={"grant_type": "client_credentials"})
+        assert small.status_code in {400, 401}  # refused on its merits, not its size
+        assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_body_cap_after_response_started_is_not_rewritten() -> None:
+    """An app that answered before reading the whole body keeps its answer."""
+    sent: list[dict[str, object]] = []
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        while True:
+            msg = await receive()  # type: ignore[operator]
+            if msg["type"] == "http.disconnect" or not msg.get("more_body"):
+                break
+        await send({"type": "http.response.body", "body": b"early"})  # type: ignore[operator]
+
+    bodies = iter([{"type": "http.request", "body": b"x" * 3000, "more_body": True},
+                   {"type": "http.request", "body": b"x" * 3000, "more_body": False}])
+
+    async def receive() -> dict[str, object]:
+        return next(bodies)
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    await BodySizeLimit(app, 4096)({"type": "http", "headers": []}, receive, send)  # type: ignore[arg-type]
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b"early"
+
+
+async def test_chat_connections_per_ip_over_both_transports(tight: Server) -> None:
+    limiter: PerIpLimiter = tight.platform.state["chat.limiter"]
+    a = await Client.connect(tight.irc_port)
+    b = await Client.connect(tight.irc_port)
+    await wait_for(lambda: limiter.count("127.0.0.1") == 2)
+    c = await Client.connect(tight.irc_port)
+    notice = await c.expect("NOTICE")
+    assert notice.params == ("*", "Too many connections from your address")
+    await wait_for(lambda: c.eof)
+    url = f"ws://127.0.0.1:{tight.platform.ports['http']}/"
+    async with websockets.connect(url, subprotocols=[websockets.Subprotocol("irc")]) as ws:
+        assert "Too many connections" in str(await asyncio.wait_for(ws.recv(), 5))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    await a.login("justinfan1", None)  # the admitted ones are unaffected
+    await a.close()
+    await wait_for(lambda: limiter.count("127.0.0.1") == 1)
+    async with websockets.connect(url, subprotocols=[websockets.Subprotocol("irc")]) as ws:
+        await ws.send("NICK justinfan2\r\n")
+        welcome = ""
+        while " 376 " not in welcome:
+            welcome += str(await asyncio.wait_for(ws.recv(), 5))
+        assert limiter.count("127.0.0.1") == 2
+    await wait_for(lambda: limiter.count("127.0.0.1") == 1)
+    await b.close()
+    await c.close()
+
+
+async def test_websocket_line_too_long_gets_a_notice(server: Server) -> None:
+    url = f"ws://127.0.0.1:{server.platform.ports['http']}/"
+    async with websockets.connect(url, subprotocols=[websockets.Subprotocol("irc")]) as ws:
+        await ws.send("NICK justinfan5\r\nPRIVMSG #x :" + "y" * 10_240 + "\r\n")
+        received = ""
+        with pytest.raises(websockets.ConnectionClosed):
+            while True:
+                received += str(await asyncio.wait_for(ws.recv(), 5))
+        assert ":tmi.twitch.tv NOTICE * :Line too long" in received
+    c = await Client.connect(server.irc_port)  # and the server is still there
+    await c.login("justinfan6", None)
+    await c.close()
+
+
+async def test_blocking_playlist_requests_are_capped(tight: Server) -> None:
+    media = media_of(tight.platform)
+    assert media is not None
+    live = LiveStream("alice", {"160p30": PlannedRendition("160p30", 160, 30, 400, 160, cost=1)}, 2.0, 0.5, 6)
+    media.streams["alice"] = live
+    gate = tight.platform.state["limits.hls_blocking"]
+    url = "/hls/alice/160p30/playlist.m3u8?_HLS_msn=0&_HLS_part=0"
+    async with httpx.AsyncClient(base_url=tight.http_url, timeout=30) as http:
+        held = asyncio.create_task(http.get(url))
+        await wait_for(lambda: gate.active == 1)
+        refused = await http.get(url)
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+        assert refused.json()["message"] == "too many blocking playlist requests; retry"
+        live.end()  # the held request is answered, and its place is free again
+        assert (await held).status_code in {200, 404}
+        assert gate.active == 0
