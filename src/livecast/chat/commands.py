@@ -73,7 +73,7 @@ def _setting(key: str, value: object, msg_id: str, text: str) -> Handler:
 
 
 async def _slow(p: Platform, ch: str, who: Chatter, args: list[str]) -> Reply:
-    seconds = int(args[0]) if args and args[0].isdigit() else 30
+    seconds = int(args[0]) if args and args[0].isascii() and args[0].isdigit() else 30
     if not 1 <= seconds <= 120:
         raise ChatError("usage_slow_on", "Usage: \"/slow [duration]\" - duration is 1 to 120 seconds.")
     await service.update_settings(p, ch, who, slow_seconds=seconds)
@@ -141,7 +141,9 @@ def _duration(raw: str, default_unit: int = 1) -> int | None:
     unit = default_unit
     if raw and raw[-1] in units:
         unit, raw = units[raw[-1]], raw[:-1]
-    if not raw.isdigit():
+    # isascii: str.isdigit() is also true for "²", which int() refuses (a ValueError, which
+    # dropped the moderator's connection with "Internal error").
+    if not (raw.isascii() and raw.isdigit()):
         return None
     return int(raw) * unit
 

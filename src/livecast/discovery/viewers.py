@@ -57,7 +57,8 @@ def verify_token(secret: bytes, token: str, now: float | None = None) -> Playbac
         return None
     body, mac = token.split(".")
     expected = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(mac, expected):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500).
+    if not hmac.compare_digest(mac.encode(), expected.encode()):
         return None
     try:
         channel_id, session_id, expires = json.loads(_unb64(body))

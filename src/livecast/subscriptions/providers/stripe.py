@@ -57,7 +57,8 @@ def verify(payload: bytes, header: str, secret: str, *, now: float | None = None
     if timestamp is None or not signatures:
         raise SignatureError("Stripe-Signature needs t= and v1=")
     expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
-    if not any(hmac.compare_digest(expected, sig) for sig in signatures):
+    # As bytes: a header is latin-1 text, and compare_digest raises TypeError on non-ASCII str.
+    if not any(hmac.compare_digest(expected.encode(), sig.encode()) for sig in signatures):
         raise SignatureError("no v1 signature matches the payload")
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
