@@ -275,3 +275,14 @@ async def test_moderator_commands_with_unicode_digits_keep_the_connection(server
     await c.expect("PONG", lambda m: m.params[-1] == "alive")
     assert not c.eof
     await c.close()
+
+
+@pytest.mark.parametrize("line", [b"@a=b :x!sc;d :x!x@x PRIVMSG #a :hi", b":src :cmd", b"PRIV\xc3\xa9MSG #a :x",
+                                  b"12 x", b"1234 x", b"PR1VMSG #a :x"])
+def test_odd_commands_are_malformed_lines_not_errors(line: bytes) -> None:
+    """Found by atheris: a command of ``:x!x@x`` was echoed in the 451 reply, whose serializer
+    raised, so the connection died with a traceback instead of a NOTICE."""
+    session = TmiSession()
+    session.receive_data(line + b"\r\n")
+    replies = _lines_out(session)
+    assert [m.command for m in replies] == ["NOTICE"] and replies[0].params[-1].startswith("Malformed line")

@@ -112,6 +112,10 @@ def parse(line: str) -> Message:
     if not parts:
         raise IrcError("no command")
     command = parts[0].upper()
+    # RFC 1459: letters or three digits. Anything else (":x!y@z" after a source, found by
+    # fuzzing) could not even be echoed back in a 421/451 reply without breaking the framing.
+    if not (command.isascii() and (command.isalpha() or (len(command) == 3 and command.isdigit()))):
+        raise IrcError("bad command")
     params = parts[1:]
     if trailing is not None:
         params.append(trailing)
