@@ -204,3 +204,14 @@ async def test_rate_limit(tmp_path: Path, bus: str) -> None:
         if second is not None:
             await second.runner.stop()
         await first.runner.stop()
+
+
+async def test_single_valued_parameters_appear_once(server: Server) -> None:
+    alice = await server.create_user("alice")
+    h = headers(alice["client_id"], alice["token"])
+    async with httpx.AsyncClient(base_url=server.http_url) as c:
+        r = await c.get("/helix/streams", params=[("first", "5"), ("first", "6")], headers=h)
+        assert r.status_code == 400 and "first" in r.json()["message"]
+        # list parameters repeat, as on Twitch
+        r = await c.get("/helix/users", params=[("login", "alice"), ("login", "nobody")], headers=h)
+        assert r.status_code == 200 and [u["login"] for u in r.json()["data"]] == ["alice"]

@@ -36,7 +36,7 @@ async def test_user_channel_and_stream_key(database: Database) -> None:
         assert stored is not None and "correct horse" not in stored.password_hash
 
 
-@pytest.mark.parametrize("login", ["ab", "has space", "x" * 26, "ünï", "-dash"])
+@pytest.mark.parametrize("login", ["ab", "has space", "x" * 26, "ünï", "-dash", "dashboard", "Helix"])
 async def test_bad_logins_write_nothing(database: Database, login: str) -> None:
     with pytest.raises(service.IdentityError):
         async with database.session() as db:

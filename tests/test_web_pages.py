@@ -6,6 +6,8 @@ the server renders and refuses, quickly, on SQLite and once on PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import secrets
 from typing import Any
@@ -152,6 +154,12 @@ async def test_channel_page_states_and_reserved_words(server: Server) -> None:
             assert (await http.get(asset)).status_code == 200, asset
 
 
+async def _first(subscription: Any) -> bytes:
+    async for _, data in subscription:
+        return bytes(data)
+    raise AssertionError("subscription ended")
+
+
 async def test_follow_and_chat_token_need_session_and_csrf(server: Server) -> None:
     star = await server.create_user("star")
     fan = await server.create_user("fan")
@@ -162,8 +170,13 @@ async def test_follow_and_chat_token_need_session_and_csrf(server: Server) -> No
     async with client(server, cookie) as http:
         assert (await http.post("/web/api/follow/star")).status_code == 403
         assert (await http.post("/web/api/follow/star", headers={"X-CSRF-Token": "wrong"})).status_code == 403
+        events = await server.platform.bus.subscribe("event.channel.follow")
         ok = await http.post("/web/api/follow/star", headers={"X-CSRF-Token": csrf})
         assert ok.json() == {"following": True, "followers": 1}
+        # EventSub's channel.follow hears about follows made on the web too
+        announced = json.loads(await asyncio.wait_for(_first(events), 10))
+        await events.close()
+        assert (announced["user_id"], announced["broadcaster_user_id"]) == (fan["user_id"], star["user_id"])
         assert "Following" in (await http.get("/star")).text
         assert (await http.post("/web/api/follow/fan", headers={"X-CSRF-Token": csrf})).status_code == 400
         assert (await http.post("/web/api/follow/ghost", headers={"X-CSRF-Token": csrf})).status_code == 404

@@ -65,6 +65,15 @@ def normalize_login(login: str) -> str:
     return login.strip().lower()
 
 
+# Path segments the web app owns: a user with such a login would have no channel page.
+RESERVED_LOGINS = frozenset({
+    "directory", "search", "dashboard", "login", "signup", "logout", "videos", "helix", "hls", "static",
+    "oauth2", "healthz", "metrics", "ws", "emotes", "mock", "auth", "web", "eventsub", "activate",
+    "settings", "admin", "api", "p", "u", "clip", "clips", "embed", "notifications", "subscriptions",
+    "vods", "popout", "moderator", "inventory", "wallet", "friends", "following",
+})
+
+
 async def create_user(
     db: AsyncSession,
     login: str,
@@ -81,6 +90,8 @@ async def create_user(
         raise IdentityError("invalid_login", "login must be 3-25 characters: letters, digits, underscore")
     if display_name and display_name.lower() != name:
         raise IdentityError("invalid_display_name", "display name may only change the login's capitalisation")
+    if name in RESERVED_LOGINS:
+        raise IdentityError("login_taken", f"login {name!r} is reserved")
     if await get_user_by_login(db, name) is not None:
         raise IdentityError("login_taken", f"login {name!r} is taken")
     user = User(

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse
 
 from livecast import metrics
 from livecast.app import error_response
+from livecast.bus import publish_event
 from livecast.discovery import follows
 from livecast.identity import service
 from livecast.platform import Platform
@@ -143,6 +144,7 @@ def install(app: FastAPI, platform: Platform) -> None:
             return error_response(401, "Sign in to follow")
         if not await check_csrf(request, request.headers.get("x-csrf-token", "")):
             return error_response(403, "Invalid CSRF token")
+        announce: dict[str, str] | None = None
         async with platform.db.session() as db:
             channel = await service.get_user_by_login(db, login[:25])
             if channel is None:
@@ -150,8 +152,12 @@ def install(app: FastAPI, platform: Platform) -> None:
             if channel.id == user.id:
                 return error_response(400, "You cannot follow your own channel")
             if on:
-                await follows.follow(db, user.id, channel.id)
+                row, new = await follows.follow(db, user.id, channel.id)
+                if new:
+                    announce = await follows.follow_event(db, row)
             else:
                 await follows.unfollow(db, user.id, channel.id)
             count = await follows.follower_count(db, channel.id)
+        if announce is not None:  # after the commit: EventSub must never announce a follow that rolled back
+            await publish_event(platform.bus, "channel.follow", announce)
         return JSONResponse({"following": on, "followers": count})

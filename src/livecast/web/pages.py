@@ -19,16 +19,13 @@ from starlette.staticfiles import StaticFiles
 
 from livecast import metrics
 from livecast.discovery import recommend
+from livecast.identity.service import RESERVED_LOGINS
 from livecast.platform import Platform
 from livecast.subscriptions import service as subscriptions
 from livecast.web import api, queries, templating
 from livecast.web.session import csrf_token, current_user
 
-RESERVED = frozenset({
-    "directory", "search", "dashboard", "login", "signup", "logout", "videos", "helix", "hls", "static",
-    "oauth2", "healthz", "metrics", "ws", "emotes", "mock", "auth", "web", "eventsub", "activate",
-    "settings", "admin", "api", "p", "u", "clip", "clips", "embed", "notifications", "subscriptions",
-})
+RESERVED = RESERVED_LOGINS
 LOGIN_SEGMENT = re.compile(r"^[A-Za-z0-9_]{1,25}$")
 
 
