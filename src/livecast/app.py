@@ -2,6 +2,11 @@
 
 Each entry of :data:`COMPONENTS` names a module with ``install(app, platform)``; the order
 matters only where paths overlap (the web pages' catch-all ``/{login}`` goes last).
+
+A process mounts only the components of the roles it runs (:data:`COMPONENT_ROLES`), so that a
+``chat`` process does not answer Helix or render pages with a half-configured platform, and an
+edge that sends a path to the wrong pool gets a clear 404 instead of a page that mostly works.
+The default all-roles process mounts every component, in the same order as before.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from livecast.platform import Platform
 COMPONENTS: list[str] = [
     "livecast.api.ops",
     "livecast.delivery.origin",
+    "livecast.delivery.routing",
     "livecast.api.oauth",
     "livecast.web.auth",
     "livecast.api.helix",
@@ -30,6 +36,33 @@ COMPONENTS: list[str] = [
     "livecast.discovery.routes",
     "livecast.web.pages",  # keep last: /{login} matches any single path segment
 ]
+
+
+# Which roles mount a component (any one of them is enough). ``ops`` (``/healthz``,
+# ``/metrics``) is in every process, because load balancers and Prometheus probe every one.
+# The sign-in and consent pages go with ``api`` too, since ``/oauth2/authorize`` is where OAuth
+# clients send users. Components not listed here mount with :data:`DEFAULT_COMPONENT_ROLES`.
+ALL = ("api", "web", "chat", "ingest", "worker")
+COMPONENT_ROLES: dict[str, tuple[str, ...]] = {
+    "livecast.api.ops": ALL,
+    "livecast.delivery.origin": ("ingest",),
+    "livecast.delivery.routing": ("api",),
+    "livecast.api.oauth": ("api",),
+    "livecast.web.auth": ("web", "api"),
+    "livecast.api.helix": ("api",),
+    "livecast.api.eventsub.routes": ("api",),
+    "livecast.subscriptions.routes": ("api", "web"),
+    "livecast.chat.web": ("chat",),
+    "livecast.discovery.routes": ("web",),
+    "livecast.web.pages": ("web",),
+}
+DEFAULT_COMPONENT_ROLES: tuple[str, ...] = ("api", "web")
+
+
+def components_for(roles: tuple[str, ...]) -> list[str]:
+    """The components a process with ``roles`` mounts, in :data:`COMPONENTS` order."""
+    return [name for name in COMPONENTS
+            if any(role in roles for role in COMPONENT_ROLES.get(name, DEFAULT_COMPONENT_ROLES))]
 
 
 def create_app(platform: Platform) -> FastAPI:
@@ -73,7 +106,7 @@ def create_app(platform: Platform) -> FastAPI:
         logging.getLogger("livecast.http").exception("unhandled error on %s", request.url.path)
         return error_response(500, "Internal Server Error")
 
-    for name in COMPONENTS:
+    for name in components_for(platform.settings.roles):
         importlib.import_module(name).install(app, platform)
     return app
 

@@ -64,6 +64,10 @@ class Settings(BaseModel):
     roles: tuple[str, ...] = ALL_ROLES
     public_url: str = ""
     node_name: str = ""  # this node's name in the stream registry and logs (default: host:port)
+    # Where CDN edges reach this node's HLS origin (default http://<host>:<http port>); an
+    # ingest node registers it for each stream it holds, for ``registry_ttl`` seconds at a time.
+    origin_url: str = ""
+    registry_ttl: float = Field(default=10.0, ge=1, le=300)
     log_level: str = "INFO"
     log_format: str = "text"
     secret_key: str = ""

@@ -43,6 +43,7 @@ class Service(Protocol):
 SERVICES: list[tuple[str, str]] = [
     ("ingest", "livecast.media.service:create_service"),
     ("ingest", "livecast.ingest.server:create_service"),
+    ("ingest", "livecast.delivery.registry:create_service"),  # after media: stops (unregisters) first
     ("chat", "livecast.chat.tcp:create_service"),
     ("worker", "livecast.api.eventsub.worker:create_service"),
     ("worker", "livecast.subscriptions.worker:create_service"),

@@ -113,7 +113,12 @@ def install(app: FastAPI, platform: Platform) -> None:
             await live.wait_for(lambda: live.ready(rendition), 2 * live.segment_duration + 2)
             if not live.ready(rendition):
                 return _error(404, "no media yet", {"Retry-After": "1"})
-        return _ok(live.media_playlist(rendition, skip=query.skip), PLAYLIST_TYPE, cache)
+        response = _ok(live.media_playlist(rendition, skip=query.skip), PLAYLIST_TYPE, cache)
+        if query.msn is not None:
+            # nginx edges cache plain playlists for about a second whatever Cache-Control says;
+            # a blocking answer for one part stays valid, so they may keep it as long as players.
+            response.headers["X-Accel-Expires"] = str(6 * seg.target_duration)
+        return response
 
     @app.get("/hls/{login}/{rendition}/{name}")
     async def media(login: str, rendition: str, name: str) -> Response:

@@ -1,0 +1,113 @@
+"""Role-aware processes: which HTTP components each role mounts, and the stream registry that
+lets edges find the ingest node holding a stream (in one process, on the memory bus)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from livecast.app import COMPONENT_ROLES, COMPONENTS, components_for
+from livecast.config import ALL_ROLES
+from livecast.delivery.registry import RegistryService, key_of, lookup
+from livecast.platform import Platform
+from tests.conftest import start_server, wait_for
+
+
+def test_all_roles_mount_every_component_in_order() -> None:
+    assert components_for(ALL_ROLES) == COMPONENTS
+    assert COMPONENTS[-1] == "livecast.web.pages"
+
+
+def test_each_role_mounts_its_own_components() -> None:
+    assert components_for(("worker",)) == ["livecast.api.ops"]
+    chat = components_for(("chat",))
+    assert "livecast.chat.web" in chat and "livecast.api.helix" not in chat and "livecast.web.pages" not in chat
+    ingest = components_for(("ingest",))
+    assert ingest == ["livecast.api.ops", "livecast.delivery.origin"]
+    api = components_for(("api",))
+    assert {"livecast.api.helix", "livecast.api.oauth", "livecast.delivery.routing"} <= set(api)
+    assert "livecast.web.pages" not in api and "livecast.delivery.origin" not in api
+    assert "livecast.web.pages" in components_for(("web",))
+    assert set(COMPONENT_ROLES["livecast.api.ops"]) == set(ALL_ROLES)
+
+
+async def test_a_chat_process_answers_only_chat_and_ops(tmp_path: Path) -> None:
+    srv = await start_server(tmp_path, roles="chat")
+    try:
+        async with httpx.AsyncClient(base_url=srv.http_url) as http:
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/metrics")).status_code == 200
+            assert (await http.get("/helix/users")).status_code == 404
+            assert (await http.get("/directory")).status_code == 404
+            assert (await http.get("/hls/nobody/master.m3u8")).status_code == 404
+        assert "irc" in srv.platform.ports and "rtmp" not in srv.platform.ports
+    finally:
+        await srv.runner.stop()
+
+
+class _Live:
+    def __init__(self) -> None:
+        self.ended = False
+
+
+class _Media:
+    def __init__(self) -> None:
+        self.streams: dict[str, Any] = {}
+
+
+async def test_registry_registers_refreshes_and_forgets(tmp_path: Path) -> None:
+    srv = await start_server(tmp_path, roles="api", node_name="node-a", origin_url="http://10.0.0.5:8080/")
+    platform = srv.platform
+    try:
+        from livecast.media.service import MediaService
+
+        media = MediaService(platform)  # stands in for the ingest role's media state
+        registry = RegistryService(platform)
+        media.streams["alice"] = _Live()  # type: ignore[assignment]
+        await registry.sync()
+        entry = await lookup(platform, "Alice")
+        assert entry is not None and entry.node == "node-a" and entry.address == "10.0.0.5:8080"
+        async with httpx.AsyncClient(base_url=srv.http_url) as http:
+            r = await http.get("/_origin/alice")
+            assert r.headers["x-livecast-origin"] == "10.0.0.5:8080" and r.json()["node"] == "node-a"
+            r = await http.get("/_origin/bob")
+            assert r.status_code == 200 and "x-livecast-origin" not in r.headers and r.json()["node"] is None
+
+        # An ended stream does not take back a channel that another node now holds.
+        await platform.bus.set(key_of("alice"), b'{"node":"node-b","origin":"http://10.0.0.6:8080"}', ttl=10)
+        media.streams["alice"].ended = True
+        registry.written["alice"] = 0.0  # due for a refresh
+        await registry.sync()
+        entry = await lookup(platform, "alice")
+        assert entry is not None and entry.node == "node-b"
+
+        # A stream no longer held is removed only if the entry is still this node's.
+        media.streams["carol"] = _Live()  # type: ignore[assignment]
+        await registry.sync()
+        assert await lookup(platform, "carol") is not None
+        del media.streams["carol"]
+        await registry.sync()
+        assert await lookup(platform, "carol") is None
+        del media.streams["alice"]
+        await registry.sync()
+        assert (await lookup(platform, "alice")) is not None  # node-b's, left alone
+    finally:
+        await srv.runner.stop()
+
+
+async def test_registry_entries_expire_without_refresh(tmp_path: Path) -> None:
+    srv = await start_server(tmp_path, roles="api", registry_ttl=1)
+    try:
+        registry = RegistryService(srv.platform)
+        assert registry.ttl == 1
+        await srv.platform.bus.set(key_of("dave"), registry.entry("dave").encode(), ttl=registry.ttl)
+        assert await lookup(srv.platform, "dave") is not None
+        assert await wait_for(lambda: _gone(srv.platform, "dave"), timeout=10, interval=0.1)
+    finally:
+        await srv.runner.stop()
+
+
+async def _gone(platform: Platform, login: str) -> bool:
+    return await lookup(platform, login) is None
