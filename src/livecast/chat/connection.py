@@ -7,6 +7,7 @@ import logging
 from typing import Protocol
 
 from livecast import metrics
+from livecast.app import _is_backend_outage as is_backend_outage
 from livecast.chat import commands, rules, service, tmi
 from livecast.chat.rooms import Hub, variant_of
 from livecast.chat.session import (
@@ -83,7 +84,16 @@ class ChatConnection:
                 await self._handle(ev)
                 if isinstance(ev, Authenticate):
                     queue[:0] = self.session.release_held()
-            except Exception:
+            except Exception as exc:
+                if is_backend_outage(exc) and not isinstance(ev, Authenticate):
+                    # Redis or the database is down: this line was not carried out, but the
+                    # connection is fine and the backend will be back; say so and keep it.
+                    metrics.errors.labels("backend_unavailable").inc()
+                    channel = getattr(ev, "channel", None) or next(iter(getattr(ev, "channels", ())), None)
+                    self.session.send(tmi.notice(f"#{channel}" if channel else "*", "msg_service_unavailable",
+                                                 "Chat is temporarily unavailable; that was not sent. Try again."))
+                    self.flush()
+                    continue
                 metrics.errors.labels("chat").inc()
                 log.exception("chat connection error")
                 self.session.send(tmi.notice("*", "", "Internal error; please reconnect"))
