@@ -72,6 +72,20 @@ async def test_counters_and_keys(bus: Bus) -> None:
     assert await bus.get(key + ":ttl") is None
 
 
+async def test_shared_maps(bus: Bus) -> None:
+    key = "test:map:" + uuid.uuid4().hex
+    assert await bus.hash_get_all(key) == {}
+    await bus.hash_set(key, "node-a", b"1", ttl=10)
+    await bus.hash_set(key, "node-b", b"2", ttl=10)
+    await bus.hash_set(key, "node-a", b"3", ttl=10)
+    assert await bus.hash_get_all(key) == {"node-a": b"3", "node-b": b"2"}
+    await bus.hash_delete(key, "node-a")
+    assert await bus.hash_get_all(key) == {"node-b": b"2"}
+    await bus.hash_set(key, "node-c", b"x", ttl=0.2)  # the map expires as a whole
+    await asyncio.sleep(0.4)
+    assert await bus.hash_get_all(key) == {}
+
+
 async def test_token_bucket(bus: Bus) -> None:
     key = "bucket:" + uuid.uuid4().hex
     results = [await bus.take_tokens(key, 1, 5, 5 / 60) for _ in range(7)]

@@ -8,8 +8,13 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+from livecast.bus import create_bus
+from livecast.chat.service import get_chatters
 from livecast.config import load_settings
 from livecast.identity import service as identity
 from livecast.store.db import Database
@@ -27,6 +32,21 @@ async def _start(data_dir: Path, env: dict[str, str]) -> tuple[asyncio.subproces
     await wait_for(lambda: ports_file.exists() or proc.returncode is not None, timeout=60)
     assert proc.returncode is None, "chat node exited during start-up"
     return proc, json.loads(ports_file.read_text())
+
+
+async def _chatters(platform: Any) -> list[str]:
+    return await get_chatters(platform, "alice")
+
+
+async def wait_for_async(probe: Callable[[], Awaitable[list[str]]], want: list[str], timeout: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    got: list[str] = []
+    while asyncio.get_running_loop().time() < deadline:
+        got = await probe()
+        if got == want:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"chatters {got}, expected {want}")
 
 
 async def test_two_chat_nodes_over_redis(tmp_path: Path) -> None:
@@ -56,6 +76,12 @@ async def test_two_chat_nodes_over_redis(tmp_path: Path) -> None:
         b = await Client.connect(ports_b["irc"])
         await b.login("bob", tokens["bob"])
         await b.join("alice")
+        # twitch.tv/membership: a JOIN from the other node, and both nodes' chatters in presence
+        await a.expect("JOIN", lambda m: m.source is not None and m.source.startswith("bob!"), timeout=10)
+        bus = create_bus(REDIS_URL)
+        await bus.start()
+        reader = SimpleNamespace(bus=bus, state={})  # no chat role here: presence is all it reads
+        await wait_for_async(lambda: _chatters(reader), ["alice", "bob"], timeout=15)
 
         b.send("PRIVMSG #alice :hello from node B")
         got = await a.expect("PRIVMSG", lambda m: m.params[1] == "hello from node B")
@@ -70,6 +96,10 @@ async def test_two_chat_nodes_over_redis(tmp_path: Path) -> None:
         await b.expect("NOTICE", lambda m: m.tags.get("msg-id") == "msg_timedout")
         a.send("PRIVMSG #alice :/slow 5")
         await b.expect("ROOMSTATE", lambda m: m.tags.get("slow") == "5")
+        b.send("PART #alice")
+        await a.expect("PART", lambda m: m.source is not None and m.source.startswith("bob!"), timeout=10)
+        await wait_for_async(lambda: _chatters(reader), ["alice"], timeout=15)
+        await bus.close()
         await a.close()
         await b.close()
     finally:

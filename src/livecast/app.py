@@ -34,6 +34,7 @@ COMPONENTS: list[str] = [
     "livecast.subscriptions.routes",
     "livecast.chat.web",
     "livecast.discovery.routes",
+    "livecast.community.routes",
     "livecast.web.pages",  # keep last: /{login} matches any single path segment
 ]
 

@@ -48,6 +48,7 @@ SERVICES: list[tuple[str, str]] = [
     ("worker", "livecast.api.eventsub.worker:create_service"),
     ("worker", "livecast.subscriptions.worker:create_service"),
     ("worker", "livecast.discovery.worker:create_service"),
+    ("worker", "livecast.community.worker:create_service"),
     ("api", "livecast.api.eventsub.websocket:create_service"),
 ]
 

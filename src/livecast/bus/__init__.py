@@ -57,6 +57,18 @@ class Bus(Protocol):
         """:meth:`hll_count` for many unions at once (one round trip on Redis)."""
         ...
 
+    async def hash_set(self, key: str, field: str, value: bytes, ttl: float | None = None) -> None:
+        """Set one field of a shared map; ``ttl`` (seconds) renews the whole map's expiry.
+
+        For state each process owns a part of (chat presence per node): a process writes its
+        own field, readers merge all fields, and a dead process's field ages out with the map.
+        """
+        ...
+
+    async def hash_get_all(self, key: str) -> dict[str, bytes]: ...
+
+    async def hash_delete(self, key: str, field: str) -> None: ...
+
 
 async def publish_event(bus: Bus, topic: str, payload: dict[str, Any]) -> None:
     """Domain events are JSON on channel ``event.<topic>`` (for example ``event.stream.online``)."""

@@ -47,6 +47,7 @@ class MemoryBus:
         self.kv: dict[str, tuple[bytes, float | None]] = {}
         self.buckets: dict[str, tuple[float, float]] = {}
         self.sets: dict[str, tuple[_Members, float | None]] = {}
+        self.maps: dict[str, tuple[dict[str, bytes], float | None]] = {}
         self._next_sweep = 0.0
 
     async def start(self) -> None:
@@ -144,3 +145,30 @@ class MemoryBus:
 
     async def hll_counts(self, groups: Sequence[Sequence[str]]) -> list[int]:
         return [await self.hll_count(*keys) for keys in groups]
+
+    def _live_map(self, key: str) -> dict[str, bytes] | None:
+        item = self.maps.get(key)
+        if item is None:
+            return None
+        if item[1] is not None and item[1] <= time.monotonic():
+            del self.maps[key]
+            return None
+        return item[0]
+
+    async def hash_set(self, key: str, field: str, value: bytes, ttl: float | None = None) -> None:
+        fields = self._live_map(key)
+        if fields is None:
+            fields = {}
+        fields[field] = value
+        expiry = time.monotonic() + ttl if ttl else (self.maps[key][1] if key in self.maps else None)
+        self.maps[key] = (fields, expiry)
+
+    async def hash_get_all(self, key: str) -> dict[str, bytes]:
+        return dict(self._live_map(key) or {})
+
+    async def hash_delete(self, key: str, field: str) -> None:
+        fields = self._live_map(key)
+        if fields is not None:
+            fields.pop(field, None)
+            if not fields:
+                del self.maps[key]

@@ -134,3 +134,20 @@ class RedisBus:
             for keys in groups:
                 pipe.pfcount(*keys)
             return [int(n) for n in await pipe.execute()]
+
+    async def hash_set(self, key: str, field: str, value: bytes, ttl: float | None = None) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, field, value)
+            if ttl:
+                pipe.pexpire(key, int(ttl * 1000))
+            await pipe.execute()
+
+    async def hash_get_all(self, key: str) -> dict[str, bytes]:
+        raw = await self.redis.hgetall(key)
+        return {
+            (k.decode() if isinstance(k, bytes) else k): (v.encode() if isinstance(v, str) else bytes(v))
+            for k, v in raw.items()
+        }
+
+    async def hash_delete(self, key: str, field: str) -> None:
+        await self.redis.hdel(key, field)

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Protocol
@@ -31,6 +32,19 @@ from livecast.platform import Platform
 log = logging.getLogger("livecast.chat")
 
 TICK_S = 0.05
+# Presence: each node writes the logins in its rooms to a shared map every PRESENCE_S; a node
+# that dies stops refreshing and its entry is ignored after PRESENCE_TTL.
+PRESENCE_S = 10.0
+PRESENCE_TTL = 3 * PRESENCE_S
+PRESENCE_BATCH_S = 1.0
+# Like Twitch, JOIN/PART of other users go out only while a room is small; in a big room they
+# would be most of the traffic and tell nobody anything.
+MEMBERSHIP_ROOM_LIMIT = 1000
+ANONYMOUS = re.compile(r"^justinfan\d+$")
+
+
+def presence_key(channel: str) -> str:
+    return f"chat:presence:{channel}"
 
 CAP_TAGS = 1
 CAP_COMMANDS = 2
@@ -126,8 +140,12 @@ class Hub:
         self.rooms: dict[str, Room] = {}
         self.users: dict[str, set[Member]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._presence_task: asyncio.Task[None] | None = None
         self._sub: object | None = None
         self._counter = 0
+        self._published: set[str] = set()
+        self._presence_changed = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
 
     def new_key(self) -> str:
         self._counter += 1
@@ -137,9 +155,17 @@ class Hub:
         sub = await self.platform.bus.subscribe("chat.room.*", "chat.ctl.*", "chat.user.*")
         self._sub = sub
         self._task = asyncio.create_task(self._pump(sub))
+        self._presence_task = asyncio.create_task(self._presence_loop())
         self.platform.state["chat.hub"] = self
 
     async def stop(self) -> None:
+        if self._presence_task is not None:
+            self._presence_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._presence_task
+        with contextlib.suppress(Exception):  # best effort: the entry ages out anyway
+            for channel in list(self._published):
+                await self.platform.bus.hash_delete(presence_key(channel), self.node)
         if self._sub is not None:
             await self._sub.close()  # type: ignore[attr-defined]
         if self._task is not None:
@@ -172,20 +198,84 @@ class Hub:
             for member in list(self.users.get(name, ())):
                 member.deliver(data.decode() if member.variant & WANTS_TEXT else data)
 
+    # Presence -----------------------------------------------------------------------------------
+    async def _presence_loop(self) -> None:
+        """Refresh every PRESENCE_S, and about a second after a join or part (at most once a
+        second, so a burst of joins costs one write per room, not one per join)."""
+        while True:
+            self._presence_changed.clear()
+            try:
+                await self.publish_presence()
+            except Exception:  # a bus outage must not end the loop; the next round retries
+                metrics.errors.labels("chat_presence").inc()
+                log.warning("could not publish chat presence", exc_info=True)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._presence_changed.wait(), PRESENCE_S)
+            await asyncio.sleep(PRESENCE_BATCH_S)
+
+    async def publish_presence(self) -> None:
+        """Write this node's logins per room to the shared map (and drop rooms now empty)."""
+        now = time.time()
+        current = set(self.rooms)
+        for channel in current:
+            logins = sorted(self.members_of(channel))
+            blob = json.dumps({"at": now, "logins": logins}, separators=(",", ":")).encode()
+            await self.platform.bus.hash_set(presence_key(channel), self.node, blob, ttl=PRESENCE_TTL)
+        for channel in self._published - current:
+            await self.platform.bus.hash_delete(presence_key(channel), self.node)
+        self._published = current
+
+    async def chatters(self, channel: str) -> set[str]:
+        """Signed-in logins in the room on every node: this node's live, others' from presence."""
+        logins = self.members_of(channel)
+        cutoff = time.time() - PRESENCE_TTL
+        for node, raw in (await self.platform.bus.hash_get_all(presence_key(channel))).items():
+            if node == self.node:
+                continue
+            try:
+                entry = json.loads(raw)
+                if float(entry["at"]) >= cutoff:
+                    logins.update(str(login) for login in entry["logins"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a malformed entry from another version: skip it, it expires
+        return logins
+
     # Membership ---------------------------------------------------------------------------------
     def join(self, channel: str, member: Member) -> None:
         room = self.rooms.get(channel)
         if room is None:
             room = self.rooms[channel] = Room(channel)
+        first = not any(m.login == member.login for m in room.members)
         room.members.add(member)
+        self._presence_changed.set()
+        if first:
+            self._announce(channel, room, member.login, tmi.join_echo(member.login, channel), member.key)
 
     def part(self, channel: str, member: Member) -> None:
         room = self.rooms.get(channel)
         if room is None:
             return
         room.members.discard(member)
+        self._presence_changed.set()
+        if not any(m.login == member.login for m in room.members):
+            self._announce(channel, room, member.login, tmi.part_echo(member.login, channel), member.key)
         if not room.members and not room.pending:
             del self.rooms[channel]
+
+    def _announce(self, channel: str, room: Room, login: str, line: bytes, exclude: str) -> None:
+        """JOIN/PART to the room's members on every node (those with twitch.tv/membership)."""
+        if not login or ANONYMOUS.match(login) or len(room.members) >= MEMBERSHIP_ROOM_LIMIT:
+            return
+        data = exclude.encode() + b"\n" + line
+        task = asyncio.get_running_loop().create_task(self._publish_quietly(f"chat.room.{channel}", data))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _publish_quietly(self, topic: str, data: bytes) -> None:
+        try:
+            await self.platform.bus.publish(topic, data)
+        except Exception:  # membership lines are a courtesy; a bus outage is logged elsewhere
+            metrics.errors.labels("chat_membership").inc()
 
     def register_user(self, member: Member) -> None:
         self.users.setdefault(member.login, set()).add(member)
@@ -200,8 +290,9 @@ class Hub:
                 del self.users[member.login]
 
     def members_of(self, channel: str) -> set[str]:
+        """Signed-in logins in the room on this node (anonymous readers are not chatters)."""
         room = self.rooms.get(channel)
-        return {m.login for m in room.members} if room else set()
+        return {m.login for m in room.members if m.login and not ANONYMOUS.match(m.login)} if room else set()
 
     def all_members(self) -> set[Member]:
         out: set[Member] = set()

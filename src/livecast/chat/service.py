@@ -574,7 +574,12 @@ async def send_whisper(platform: Platform, sender: Chatter, to_login: str, text:
     await platform.bus.publish(f"chat.user.{target.login}", tmi.whisper(sender.login, target.login, text, tags))
 
 
-def get_chatters(platform: Platform, channel_login: str) -> list[str]:
-    """Logins in the room on this node (a node only knows its own connections)."""
+async def get_chatters(platform: Platform, channel_login: str) -> list[str]:
+    """Signed-in logins in the room across every chat node (this node's live, the others' from
+    their presence entries, at most ``PRESENCE_S`` old); empty where no chat role runs."""
     hub = platform.state.get("chat.hub")
-    return sorted(hub.members_of(channel_login)) if hub is not None else []
+    if hub is None:
+        from livecast.chat.rooms import Hub
+
+        hub = Hub(platform)  # not started: reads the other nodes' presence only
+    return sorted(await hub.chatters(channel_login))

@@ -109,6 +109,9 @@ def install(app: FastAPI, platform: Platform) -> None:
                              only_if_absent=True):
                 async with platform.db.session() as db:
                     await recommend.record_watch(db, user_id, grant.channel_id)
+                # Channel points for watching (livecast.community.worker credits it once per minute).
+                await bus.publish("community.watch", json.dumps(
+                    {"channel_id": grant.channel_id, "user_id": user_id, "minute": minute}).encode())
         return JSONResponse({"counted": counted, "next_in": HEARTBEAT_INTERVAL})
 
     @app.get("/api/notifications")

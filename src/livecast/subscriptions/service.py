@@ -357,13 +357,13 @@ async def eligible_viewers(db: AsyncSession, channel_id: str, gifter_id: str, no
 
 
 async def chatters_in(db: AsyncSession, platform: Platform, channel_id: str) -> list[str]:
-    """Ids of the viewers in the channel's chat room on this node (community gift candidates)."""
+    """Ids of the signed-in viewers in the channel's chat room on every node (community gift candidates)."""
     try:
         from livecast.chat.service import get_chatters
     except ImportError:
         return []
     owner = await db.get(User, channel_id)
-    logins = get_chatters(platform, owner.login) if owner is not None else []
+    logins = await get_chatters(platform, owner.login) if owner is not None else []
     if not logins:
         return []
     rows = await db.execute(select(User.id).where(User.login.in_(logins)))

@@ -23,10 +23,25 @@ class SubType:
     authorizer: str = ""  # the condition field naming the user who must have authorized
     match: tuple[str, ...] = ("broadcaster_user_id",)  # condition fields compared with the event
     webhook_only: bool = False
+    # optional condition fields compared with a nested event field ("reward_id" -> "reward.id")
+    nested: tuple[tuple[str, str], ...] = ()
 
 
 _BROADCASTER = ("broadcaster_user_id",)
 _CHAT = ("broadcaster_user_id", "user_id")
+
+_REDEMPTIONS = ("channel:read:redemptions", "channel:manage:redemptions")
+_COMMUNITY = (
+    *(SubType(f"channel.channel_points_custom_reward_redemption.{stage}", "1", _BROADCASTER, optional=("reward_id",),
+              scopes=_REDEMPTIONS, authorizer="broadcaster_user_id", nested=(("reward_id", "reward.id"),))
+      for stage in ("add", "update")),
+    *(SubType(f"channel.prediction.{stage}", "1", _BROADCASTER,
+              scopes=("channel:read:predictions", "channel:manage:predictions"), authorizer="broadcaster_user_id")
+      for stage in ("begin", "progress", "lock", "end")),
+    *(SubType(f"channel.poll.{stage}", "1", _BROADCASTER, scopes=("channel:read:polls", "channel:manage:polls"),
+              authorizer="broadcaster_user_id")
+      for stage in ("begin", "progress", "end")),
+)
 
 TYPES: dict[tuple[str, str], SubType] = {
     (t.name, t.version): t
@@ -57,6 +72,7 @@ TYPES: dict[tuple[str, str], SubType] = {
         SubType("channel.chat.clear", "1", _CHAT, scopes=("user:read:chat",), authorizer="user_id"),
         SubType("channel.chat.message_delete", "1", _CHAT, scopes=("user:read:chat",), authorizer="user_id"),
         SubType("channel.chat_settings.update", "1", _CHAT, scopes=("user:read:chat",), authorizer="user_id"),
+        *_COMMUNITY,
         SubType("user.authorization.revoke", "1", ("client_id",), match=("client_id",), webhook_only=True),
     )
 }
@@ -107,6 +123,15 @@ def matches(sub: SubType, condition: dict[str, Any], event: dict[str, Any]) -> b
     for key in sub.match:
         wanted = condition.get(key)
         if wanted is not None and str(event.get(key, "")) != wanted:
+            return False
+    for key, path in sub.nested:
+        wanted = condition.get(key)
+        if wanted is None:
+            continue
+        value: Any = event
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if str(value) != wanted:
             return False
     return True
 

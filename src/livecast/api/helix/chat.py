@@ -228,7 +228,7 @@ async def chatters(
         async with caller.platform.db.session() as db:
             if await db.get(ChatRole, (broadcaster_id, moderator_id, "moderator")) is None:
                 raise HelixError(403, "The user in moderator_id is not one of the broadcaster's moderators")
-    logins = chat.get_chatters(caller.platform, owner.login)
+    logins = await chat.get_chatters(caller.platform, owner.login)
     if after:
         (last,) = pagination.decode(after, (str,))
         page = [name for name in logins if name > last]

@@ -1,0 +1,1 @@
+"""Community features: channel points, custom rewards and their redemption queue, predictions, polls."""
