@@ -215,3 +215,31 @@ async def test_single_valued_parameters_appear_once(server: Server) -> None:
         # list parameters repeat, as on Twitch
         r = await c.get("/helix/users", params=[("login", "alice"), ("login", "nobody")], headers=h)
         assert r.status_code == 200 and [u["login"] for u in r.json()["data"]] == ["alice"]
+
+
+async def test_search_is_ranked_and_typo_tolerant(server: Server) -> None:
+    from livecast.discovery import search as ranked
+
+    alice = await server.create_user("alice")
+    for login in ("shroud", "shroudfan", "loud"):
+        await server.create_user(login)
+    h = headers(alice["client_id"], alice["token"])
+    async with httpx.AsyncClient(base_url=server.http_url) as c:
+        # not indexed yet: the substring fallback still finds a sign-up of a moment ago
+        r = await c.get("/helix/search/channels", params={"query": "shroudf"}, headers=h)
+        assert [ch["broadcaster_login"] for ch in r.json()["data"]] == ["shroudfan"]
+        async with server.platform.db.session() as db:
+            await ranked.reindex(db)
+        r = await c.get("/helix/search/channels", params={"query": "shruod"}, headers=h)  # swapped letters
+        logins = [ch["broadcaster_login"] for ch in r.json()["data"]]
+        assert logins[0] == "shroud" and "shroudfan" in logins
+        await add_stream(server, (await server.create_user("shroud_live"))["user_id"], viewers=3)
+        async with server.platform.db.session() as db:
+            await ranked.reindex(db)
+        r = await c.get("/helix/search/channels", params={"query": "shroud", "first": 1}, headers=h)
+        assert r.json()["data"][0]["broadcaster_login"] == "shroud_live"  # live first among good matches
+        page2 = await c.get("/helix/search/channels", headers=h,
+                            params={"query": "shroud", "first": 1, "after": r.json()["pagination"]["cursor"]})
+        assert page2.json()["data"][0]["broadcaster_login"] != "shroud_live"
+        bad = await c.get("/helix/search/channels", params={"query": "x", "after": "garbage"}, headers=h)
+        assert bad.status_code == 400
