@@ -115,3 +115,10 @@ def test_admin_json_flow(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=60)
     new_key = json.loads(r.stdout)["stream_key"]
     assert new_key != doc["stream_key"] and new_key.startswith(f"live_{doc['user_id']}_")
+    r = subprocess.run([*LIVECAST, "admin", "stats", "alice", "--days", "7", "--json"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    stats = json.loads(r.stdout)
+    assert r.returncode == 0 and stats["login"] == "alice" and stats["streams"] == []
+    r = subprocess.run([*LIVECAST, "admin", "stats", "nobody", "--json"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "nobody" in json.loads(r.stdout)["error"]

@@ -125,6 +125,16 @@ async def payouts(db: AsyncSession, args: argparse.Namespace, settings: Settings
     return {"month": args.month, "creators": [vars(r) for r in rows]}
 
 
+async def stats(db: AsyncSession, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """Creator analytics from discovery (the dashboard's figures, for scripts)."""
+    from livecast.discovery import analytics
+
+    try:
+        return await analytics.admin_stats(db, args, settings)
+    except LookupError as exc:
+        raise AdminError(str(exc).strip("'\"")) from None
+
+
 COMMANDS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "create-user": create_user,
     "create-app": create_app,
@@ -133,4 +143,5 @@ COMMANDS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "show-stream-key": show_stream_key,
     "set-partner": set_partner,
     "payouts": payouts,
+    "stats": stats,
 }

@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     a = add("payouts", "creators' subscription payouts for one month, from the ledger")
     a.add_argument("--month", required=True, help="YYYY-MM, e.g. 2026-11")
     a.add_argument("--csv", action="store_true", help="print CSV")
+    a = add("stats", "a creator's analytics: per day, and the last streams' viewers, chat and follows")
+    a.add_argument("login")
+    a.add_argument("--days", type=int, default=30, help="days of daily figures (default 30)")
 
     bench = sub.add_parser("bench", help="run a benchmark from bench/",
                            description="Run a benchmark (python -m bench NAME); prints figures and writes JSON.")
