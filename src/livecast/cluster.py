@@ -41,6 +41,7 @@ LAYOUTS: dict[str, list[tuple[str, str]]] = {
     ],
     "small": [("ingest-1", "ingest"), ("ingest-2", "ingest"), ("chat-1", "chat"), ("chat-2", "chat"),
               ("api-1", "api")],
+    "video": [("ingest-1", "ingest"), ("api-1", "api")],  # bench/edge.py: one origin and its router
 }
 
 
