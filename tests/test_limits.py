@@ -187,3 +187,21 @@ async def test_blocking_playlist_requests_are_capped(tight: Server) -> None:
         live.end()  # the held request is answered, and its place is free again
         assert (await held).status_code in {200, 404}
         assert gate.active == 0
+
+
+async def test_wrong_stream_keys_are_limited_per_address(tight: Server) -> None:
+    from livecast.ingest.server import BAD_KEY_LIMIT
+    from tests.test_ingest_e2e import RawPublisher
+
+    user = await tight.create_user("caster")
+    for _ in range(BAD_KEY_LIMIT):
+        bad = await RawPublisher.connect(tight.rtmp_port)
+        status = await bad.publish("live_guess")
+        assert status["code"] == "NetStream.Publish.BadName"
+        assert await bad.closed()
+    # Now even the right key from this address is refused without being looked up.
+    blocked = await RawPublisher.connect(tight.rtmp_port)
+    status = await blocked.publish(user["stream_key"])
+    assert (status["level"], status["code"]) == ("error", "NetStream.Publish.Rejected")
+    assert status["description"] == "too many failed attempts, try again later"
+    assert await blocked.closed()

@@ -40,6 +40,12 @@ log = logging.getLogger("livecast.ingest")
 READ_SIZE = 64 * 1024  # also bounds what one connection buffers between two event passes
 WRITE_TIMEOUT_S = 10.0
 PUBLISH_DEADLINE_S = 20.0  # from TCP accept to NetStream.Publish.Start
+# Wrong stream keys per address before its publishes are refused unchecked for the window. Keys
+# are 192 random bits, so this is not about guessing; it bounds the database work one stranger
+# can cause, and stops a misconfigured encoder from hammering. Addresses in
+# LIVECAST_LIMIT_EXEMPT_IPS (loopback by default) are not counted.
+BAD_KEY_LIMIT = 20
+BAD_KEY_WINDOW_S = 60
 
 
 class _Publisher:
@@ -210,8 +216,19 @@ class _Connection:
                 return
 
     async def _publish(self, ev: Publish) -> None:
+        bus = self.service.platform.bus
+        counted = self.ip not in self.service.settings.limit_exempt_ips
+        fails_key = f"rtmp:badkey:{self.ip}"
+        if counted:
+            fails = await bus.get(fails_key)
+            if fails is not None and int(fails) >= BAD_KEY_LIMIT:
+                event(log, "rtmp publish refused", ip=self.ip, reason="too many bad stream keys")
+                self.conn.reject_publish("NetStream.Publish.Rejected", "too many failed attempts, try again later")
+                return
         user = await self.lifecycle.authorize(ev.stream_key)
         if user is None:
+            if counted:
+                await bus.incr(fails_key, 1, ttl=BAD_KEY_WINDOW_S)
             event(log, "rtmp publish refused", ip=self.ip, reason="bad stream key")
             self.conn.reject_publish("NetStream.Publish.BadName", "invalid stream key")
             return
