@@ -84,6 +84,7 @@ class Room:
     def __init__(self, name: str) -> None:
         self.name = name
         self.members: set[Member] = set()
+        self.logins: dict[str, int] = {}  # connections per login: JOIN/PART on the first/last
         self.pending: list[tuple[bytes, str]] = []
         self._scheduled = False
         self._last_flush = 0.0
@@ -245,8 +246,12 @@ class Hub:
         room = self.rooms.get(channel)
         if room is None:
             room = self.rooms[channel] = Room(channel)
-        first = not any(m.login == member.login for m in room.members)
+        if member in room.members:
+            return
         room.members.add(member)
+        count = room.logins.get(member.login, 0)
+        room.logins[member.login] = count + 1
+        first = count == 0
         self._presence_changed.set()
         if first:
             self._announce(channel, room, member.login, tmi.join_echo(member.login, channel), member.key)
@@ -255,9 +260,15 @@ class Hub:
         room = self.rooms.get(channel)
         if room is None:
             return
+        if member not in room.members:
+            return
         room.members.discard(member)
         self._presence_changed.set()
-        if not any(m.login == member.login for m in room.members):
+        left = room.logins.get(member.login, 1) - 1
+        if left > 0:
+            room.logins[member.login] = left
+        else:
+            room.logins.pop(member.login, None)
             self._announce(channel, room, member.login, tmi.part_echo(member.login, channel), member.key)
         if not room.members and not room.pending:
             del self.rooms[channel]
@@ -292,7 +303,7 @@ class Hub:
     def members_of(self, channel: str) -> set[str]:
         """Signed-in logins in the room on this node (anonymous readers are not chatters)."""
         room = self.rooms.get(channel)
-        return {m.login for m in room.members if m.login and not ANONYMOUS.match(m.login)} if room else set()
+        return {login for login in room.logins if login and not ANONYMOUS.match(login)} if room else set()
 
     def all_members(self) -> set[Member]:
         out: set[Member] = set()
