@@ -120,7 +120,8 @@ async def create_reward(broadcaster_id: str = Query(), body: RewardBody = Body()
     fields = body.model_dump()
 
     async def apply(db: AsyncSession, out: Outbox) -> dict[str, Any]:
-        reward = await rewards.create(db, channel_id=broadcaster_id, client_id=caller.client_id, body=fields)
+        reward = await rewards.create(db, channel_id=broadcaster_id, client_id=caller.client_id, body=fields,
+                                      out=out)
         return await rewards.helix_doc(db, reward)
 
     return json_response({"data": [await _run(caller, apply)]})
@@ -135,7 +136,7 @@ async def update_reward(broadcaster_id: str = Query(), id: str = Query(), body: 
     async def apply(db: AsyncSession, out: Outbox) -> dict[str, Any]:
         reward = await rewards.get(db, id, broadcaster_id)
         _own(caller, reward)
-        await rewards.update_reward(db, reward, fields)
+        await rewards.update_reward(db, reward, fields, out)
         return await rewards.helix_doc(db, reward)
 
     return json_response({"data": [await _run(caller, apply)]})

@@ -85,7 +85,8 @@ def apply_fields(reward: CustomReward, body: dict[str, Any], *, creating: bool) 
         raise CommunityError("bad_field", "cost is required")
 
 
-async def create(db: AsyncSession, *, channel_id: str, client_id: str, body: dict[str, Any]) -> CustomReward:
+async def create(db: AsyncSession, *, channel_id: str, client_id: str, body: dict[str, Any],
+                 out: Outbox | None = None) -> CustomReward:
     reward = CustomReward(id=str(uuid.uuid4()), channel_id=channel_id, client_id=client_id, title="", prompt="",
                           cost=0, background_color="#9147FF", is_enabled=True, is_paused=False,
                           is_user_input_required=False, max_per_stream=0, max_per_user_per_stream=0,
@@ -97,6 +98,8 @@ async def create(db: AsyncSession, *, channel_id: str, client_id: str, body: dic
     await _unique_title(db, reward)
     db.add(reward)
     await db.flush()
+    if out is not None:  # the channel page's rewards list refreshes
+        out.add("", channel_id, {"type": "rewards"})
     return reward
 
 
@@ -115,10 +118,13 @@ async def get(db: AsyncSession, reward_id: str, channel_id: str) -> CustomReward
     return reward
 
 
-async def update_reward(db: AsyncSession, reward: CustomReward, body: dict[str, Any]) -> CustomReward:
+async def update_reward(db: AsyncSession, reward: CustomReward, body: dict[str, Any],
+                        out: Outbox | None = None) -> CustomReward:
     apply_fields(reward, body, creating=False)
     await _unique_title(db, reward)
     await db.flush()
+    if out is not None:
+        out.add("", reward.channel_id, {"type": "rewards"})
     return reward
 
 
@@ -129,6 +135,7 @@ async def delete(db: AsyncSession, out: Outbox, reward: CustomReward) -> None:
         await set_status(db, out, reward, [r.id for r in queued], CANCELED)
     await db.delete(reward)
     await db.flush()
+    out.add("", reward.channel_id, {"type": "rewards"})
 
 
 async def list_rewards(db: AsyncSession, channel_id: str, ids: Sequence[str] = (), client_id: str | None = None

@@ -121,7 +121,7 @@ async def manage(platform: Platform, channel: User, action: str, doc: dict[str, 
     async def apply(db: AsyncSession, out: Outbox) -> dict[str, Any]:
         cid = channel.id
         if action == "reward":
-            reward = await rewards.create(db, channel_id=cid, client_id="", body=doc)
+            reward = await rewards.create(db, channel_id=cid, client_id="", body=doc, out=out)
             return {"reward": await rewards.helix_doc(db, reward)}
         if action == "reward-delete":
             await rewards.delete(db, out, await rewards.get(db, _str(doc, "id"), cid))
