@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -104,6 +105,49 @@ async def has_authorized(db: AsyncSession, client_id: str, user_id: str, scopes:
     now = utcnow()
     wanted = set(scopes)
     return any(wanted <= set(granted) and (expires is None or expires > now) for granted, expires in rows)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An app a user has authorized: what the settings page lists and lets them disconnect."""
+
+    client_id: str
+    name: str
+    scopes: list[str]
+    since: dt.datetime
+
+
+async def connected_apps(db: AsyncSession, user_id: str) -> list[Connection]:
+    """Apps holding a live user token for this user, with the union of the scopes they hold."""
+    now = utcnow()
+    rows = (
+        await db.execute(
+            select(Token.client_id, OAuthApp.name, Token.scopes, Token.created_at, Token.expires_at,
+                   Token.refresh_hash)
+            .join(OAuthApp, OAuthApp.client_id == Token.client_id)
+            .where(Token.user_id == user_id, Token.revoked.is_(False))
+            .order_by(Token.created_at)
+        )
+    ).all()
+    apps: dict[str, Connection] = {}
+    for client_id, name, scopes, created, expires, refresh in rows:
+        # An expired access token with its refresh token still stored keeps the app connected:
+        # the app can refresh it, so the user must be able to disconnect it too.
+        if expires is not None and expires <= now and refresh is None:
+            continue
+        known = apps.get(client_id)
+        merged = sorted(set(scopes) | set(known.scopes if known else ()))
+        apps[client_id] = Connection(client_id, name, merged, known.since if known else created)
+    return sorted(apps.values(), key=lambda c: c.name.lower())
+
+
+async def disconnect_app(db: AsyncSession, user_id: str, client_id: str) -> int:
+    """Revoke every token (access and refresh) the app holds for the user; returns how many."""
+    result = await db.execute(
+        update(Token).where(Token.user_id == user_id, Token.client_id == client_id, Token.revoked.is_(False))
+        .values(revoked=True, refresh_hash=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # Device codes ---------------------------------------------------------------------------------

@@ -54,10 +54,11 @@ def _ensure_static(app: FastAPI) -> None:
 
 
 def install(app: FastAPI, platform: Platform) -> None:
-    from livecast.web import dashboard
+    from livecast.web import connections, dashboard
 
     api.install(app, platform)
     dashboard.install(app, platform)
+    connections.install(app, platform)
     _ensure_static(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
