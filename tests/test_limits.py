@@ -205,3 +205,37 @@ async def test_wrong_stream_keys_are_limited_per_address(tight: Server) -> None:
     assert (status["level"], status["code"]) == ("error", "NetStream.Publish.Rejected")
     assert status["description"] == "too many failed attempts, try again later"
     assert await blocked.closed()
+
+
+async def test_idle_and_slow_header_connections_are_closed(tmp_path: Path) -> None:
+    """Slowloris: a socket that sends nothing, or never finishes its headers or its login, is
+    closed (HTTP 408; IRC NOTICE) while the clients that did are served."""
+    srv = await start_server(tmp_path, http_header_timeout=0.5, chat_login_timeout=0.5)
+    try:
+        port = srv.platform.ports["http"]
+        silent_r, silent_w = await asyncio.open_connection("127.0.0.1", port)
+        slow_r, slow_w = await asyncio.open_connection("127.0.0.1", port)
+        slow_w.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        chat_idle = await Client.connect(srv.irc_port)
+        chat_ok = await Client.connect(srv.irc_port)
+        await chat_ok.login("justinfan1", None)
+        async with websockets.connect(f"ws://127.0.0.1:{port}/", subprotocols=[websockets.Subprotocol("irc")]) as ws:
+            assert "Login timed out" in str(await asyncio.wait_for(ws.recv(), 10))
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+        assert await asyncio.wait_for(silent_r.read(), 10) == b""
+        answer = await asyncio.wait_for(slow_r.read(), 10)
+        assert answer.startswith(b"HTTP/1.1 408 ") and b'"status": 408' in answer
+        notice = await chat_idle.expect("NOTICE", timeout=10)
+        assert notice.params[-1] == "Login timed out"
+        await wait_for(lambda: chat_idle.eof)
+        chat_ok.send("PING :logged-in clients stay")
+        await chat_ok.expect("PONG", lambda m: m.params[-1] == "logged-in clients stay")
+        async with httpx.AsyncClient(base_url=srv.http_url) as http:
+            assert (await http.get("/healthz")).status_code == 200
+        for w in (silent_w, slow_w):
+            w.close()
+        await chat_idle.close()
+        await chat_ok.close()
+    finally:
+        await srv.runner.stop()

@@ -187,6 +187,11 @@ REFUSAL = (b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\
            b"content-length: " + str(len(_REFUSAL_BODY)).encode() + b"\r\nretry-after: 5\r\n"
            b"connection: close\r\n\r\n" + _REFUSAL_BODY)
 REFUSED_GRACE_S = 5.0  # a refused client that never sends a request is cut after this
+_TIMEOUT_BODY = json.dumps({"error": "Request Timeout", "status": 408,
+                            "message": "The request headers did not arrive in time"}).encode()
+HEADER_TIMEOUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                  b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\nconnection: close\r\n\r\n"
+                  + _TIMEOUT_BODY)
 
 
 def _peer_ip(transport: asyncio.BaseTransport) -> str:
@@ -194,7 +199,8 @@ def _peer_ip(transport: asyncio.BaseTransport) -> str:
     return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
-def limited_protocols(limiter: PerIpLimiter, http_class: type[Any], ws_class: type[Any] | None) -> tuple[type, Any]:
+def limited_protocols(limiter: PerIpLimiter, http_class: type[Any], ws_class: type[Any] | None,
+                      header_timeout: float = 10.0) -> tuple[type, Any]:
     """Subclasses of uvicorn's HTTP and WebSocket protocols that count connections per address.
 
     ASGI only sees requests, but the resource a flood exhausts is connections (a socket and a
@@ -202,17 +208,28 @@ def limited_protocols(limiter: PerIpLimiter, http_class: type[Any], ws_class: ty
     A connection over the limit is answered ``429`` with Twitch's envelope at its first bytes
     and closed; it never reaches the app. The WebSocket class only releases: an upgraded
     connection keeps the slot its HTTP request took (same transport key).
+
+    A connection must also finish its first request's headers within ``header_timeout``
+    seconds (``408``, closed): uvicorn times out idle keep-alive connections only *after* a
+    response, so without this a client that connects and sends nothing, or a header a byte at
+    a time, holds its socket for ever.
     """
 
     class LimitedHttp(http_class):
         _refused = False
+        _header_timer: asyncio.TimerHandle | None = None
+        _tail = b""
+        _got_bytes = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
+            loop = asyncio.get_running_loop()
             if not limiter.acquire(_peer_ip(transport), transport):
                 self._refused = True
                 metrics.errors.labels("http_conn_limit").inc()
-                asyncio.get_running_loop().call_later(REFUSED_GRACE_S, transport.abort)
+                loop.call_later(REFUSED_GRACE_S, transport.abort)
+                return
+            self._header_timer = loop.call_later(header_timeout, self._headers_too_slow)
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
@@ -220,9 +237,28 @@ def limited_protocols(limiter: PerIpLimiter, http_class: type[Any], ws_class: ty
                     self.transport.write(REFUSAL)
                     self.transport.close()
                 return
+            if self._header_timer is not None:
+                self._got_bytes = True
+                seen = self._tail + data
+                if b"\r\n\r\n" in seen or b"\n\n" in seen:
+                    self._header_timer.cancel()
+                    self._header_timer = None
+                else:
+                    self._tail = seen[-3:]
             super().data_received(data)
 
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if self.transport.is_closing():
+                return
+            metrics.errors.labels("http_header_timeout").inc()
+            if self._got_bytes:
+                self.transport.write(HEADER_TIMEOUT)
+            self.transport.close()
+
         def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
             limiter.release(self.transport)
             super().connection_lost(exc)
 
@@ -251,6 +287,6 @@ def install_protocols(config: Any, platform: Any) -> None:
     if isinstance(ws_class, str):
         path = WS_PROTOCOLS.get(ws_class, ws_class)
         ws_class = import_from_string(path) if path else None
-    config.http, ws = limited_protocols(limiter, http_class, ws_class)
+    config.http, ws = limited_protocols(limiter, http_class, ws_class, settings.http_header_timeout)
     if ws is not None:
         config.ws = ws

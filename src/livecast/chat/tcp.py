@@ -106,10 +106,17 @@ class ChatService:
         conn = ChatConnection(self.platform, self.hub, TcpOutlet(writer.transport), str(peer[0] if peer else "?"),
                               "tcp")
         self.connections.add(conn)
+        # A connection must log in within chat_login_timeout, or it is a held socket and nothing else.
+        login_by = asyncio.get_running_loop().time() + self.platform.settings.chat_login_timeout
         try:
             while not conn.closed:
                 try:
-                    data = await reader.read(READ_SIZE)
+                    wait = None if conn.session.registered else login_by - asyncio.get_running_loop().time()
+                    data = await asyncio.wait_for(reader.read(READ_SIZE), wait)
+                except TimeoutError:
+                    conn.session.close("Login timed out")
+                    await conn.handle([])
+                    break
                 except (ConnectionError, OSError):
                     break
                 if not data:

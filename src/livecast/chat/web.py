@@ -89,9 +89,16 @@ def install(app: FastAPI, platform: Platform) -> None:
         conn = ChatConnection(platform, hub, outlet, client.host if client else "?", "websocket")
 
         async def read() -> None:
+            login_by = asyncio.get_running_loop().time() + platform.settings.chat_login_timeout
             try:
                 while not conn.closed:
-                    msg = await ws.receive()
+                    try:  # as over TCP (chat/tcp.py): log in within chat_login_timeout
+                        wait = None if conn.session.registered else login_by - asyncio.get_running_loop().time()
+                        msg = await asyncio.wait_for(ws.receive(), wait)
+                    except TimeoutError:
+                        conn.session.close("Login timed out")
+                        await conn.handle([])
+                        break
                     if msg["type"] == "websocket.disconnect":
                         break
                     text = msg.get("text")
