@@ -38,6 +38,7 @@ from tests.conftest import REDIS_URL, create_pg_database, drop_pg_database, wait
 
 FFMPEG = "/usr/bin/ffmpeg"
 FFPROBE = "/usr/bin/ffprobe"
+RATE_LIMIT = 20  # Helix points per minute per client id, low so that a test can spend them
 PLAYLIST_ROUTE = 'route="/hls/{login}/{rendition}/playlist.m3u8"'
 
 
@@ -47,7 +48,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterState]:
     run_dir = tmp_path_factory.mktemp("cluster")
     try:
         state = up(run_dir, 0, url, REDIS_URL, f"file://{run_dir / 'objects'}", layout="small", edges=2,
-                   registry_ttl=3)
+                   registry_ttl=3, env={"LIVECAST_HELIX_RATE_LIMIT": str(RATE_LIMIT)})
         yield state
     finally:
         down(run_dir)
@@ -178,6 +179,26 @@ async def _edge_says_404(http: httpx.AsyncClient, base: str) -> bool:
     return (await http.get(f"{base}/master.m3u8")).status_code == 404
 
 
+async def test_helix_rate_limit_holds_across_two_api_processes(cluster: ClusterState,
+                                                                http: httpx.AsyncClient) -> None:
+    api1, api2 = cluster.node("api-1"), cluster.node("api-2")
+    headers = {"Client-Id": "rl" + uuid.uuid4().hex, "Authorization": "Bearer nope"}
+    remaining = []
+    limited = {api1.name: 0, api2.name: 0}
+    for i in range(2 * RATE_LIMIT):
+        node = (api1, api2)[i % 2]
+        r = await http.get(f"{node.url}/helix/users", headers=headers)
+        if r.status_code == 429:
+            limited[node.name] += 1
+        else:
+            assert r.status_code == 401  # the bucket is charged before authentication
+            remaining.append(int(r.headers["ratelimit-remaining"]))
+    # one bucket: each process saw the other's requests, and both refuse once it is empty
+    assert remaining[:4] == sorted(remaining[:4], reverse=True) and len(set(remaining[:4])) == 4
+    assert limited[api1.name] > 0 and limited[api2.name] > 0
+    assert len(remaining) < 2 * RATE_LIMIT
+
+
 class WsChat:
     """A tmi.js-like IRC-over-WebSocket client (subprotocol ``irc``)."""
 
@@ -245,6 +266,20 @@ async def test_chat_and_bans_cross_chat_processes_and_the_edge(cluster: ClusterS
         await on2.expect("NOTICE", lambda m: m.tags.get("msg-id") == "ban_success")
         await on1.expect("CLEARCHAT", lambda m: m.params[-1] == viewer["login"])
         await wait_for(lambda: _banned_here(on1, room), timeout=10, interval=0.5)
+
+        # Stopping chat process 1 tells its clients to reconnect; they land on process 2 through
+        # the edge and miss nothing sent after that.
+        stop_pid(chat1.pid)
+        await on1.expect("RECONNECT")
+        moved = await WsChat.connect(f"ws://127.0.0.1:{cluster.edge('edge-1').port}/")
+        try:
+            await moved.login(other["login"], other["token"], room)
+            await on2.send(f"PRIVMSG #{room} :after the move")
+            await moved.expect("PRIVMSG", lambda m: m.params[-1] == "after the move")
+            await moved.send(f"PRIVMSG #{room} :from the moved client")
+            await on2.expect("PRIVMSG", lambda m: m.params[-1] == "from the moved client")
+        finally:
+            await moved.close()
     finally:
         for client in (on1, on2, via_edge):
             await client.close()
