@@ -239,3 +239,33 @@ async def test_idle_and_slow_header_connections_are_closed(tmp_path: Path) -> No
         await chat_ok.close()
     finally:
         await srv.runner.stop()
+
+
+async def test_security_headers(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        page = await http.get("/")
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+        api = await http.get("/healthz")
+        assert api.headers["x-content-type-options"] == "nosniff" and "x-frame-options" not in api.headers
+
+
+async def test_embed_pages_may_be_framed() -> None:
+    from livecast.web.headers import SecurityHeaders
+
+    sent: list[dict[str, object]] = []
+
+    async def page(scope: object, receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 200,  # type: ignore[operator]
+                    "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    for path in ("/embed/clip/abc", "/alice"):
+        await SecurityHeaders(page)({"type": "http", "path": path, "headers": []}, None, send)  # type: ignore[arg-type]
+    framed, own = (dict(m["headers"]) for m in sent)  # type: ignore[call-overload]
+    assert b"x-frame-options" not in framed and framed[b"x-content-type-options"] == b"nosniff"
+    assert own[b"x-frame-options"] == b"DENY"

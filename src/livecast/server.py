@@ -25,6 +25,7 @@ from livecast.app import create_app
 from livecast.config import Settings
 from livecast.logs import event
 from livecast.platform import Platform
+from livecast.web import headers as security_headers
 
 log = logging.getLogger("livecast.server")
 
@@ -108,6 +109,7 @@ class Runner:
             self.services.append(service)
         app = create_app(platform)
         limits.install(app, platform)  # request body size cap
+        security_headers.install(app)
         config = uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="off", ws_max_size=1 << 20,
             timeout_graceful_shutdown=5, ws_ping_interval=None,
