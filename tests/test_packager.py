@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 import m3u8
 import pytest
@@ -199,3 +200,24 @@ def test_aligned_keyframes_finish_segments_without_waiting(media: tuple[bytes, l
     assert [s.uri for s in pl.segments] == ["seg0.m4s"] and pl.preload_hint.uri == "part1.0.m4s"
     seg.on_fragment(frags[4], 1_700_000_002, 2.0)
     assert seg.has_part(0, 4) and seg.has_part(1, 0) and seg.segments[1].parts[0].independent
+
+
+def test_multivariant_waits_for_late_renditions(media: tuple[bytes, list[bytes]]) -> None:
+    """A player reads the multivariant playlist once: listing only the rendition that happened to
+    be ready first would lock it out of the others for the whole session."""
+    init, frags = media
+    renditions = {name: PlannedRendition(name, 160, 30, 400, 160, cost=1) for name in ("160p30", "late")}
+    live = LiveStream("alice", renditions, 0.2, 0.05, 6)
+    live.on_init("160p30", init)
+    for frag in frags[:6]:
+        live.on_fragment("160p30", frag)
+    assert live.ready("160p30") and not live.ready("late")
+    assert live.multivariant() is None  # held while "late" may still start
+    live._first_variant_at = time.monotonic() - 1.0  # the grace (2 segments = 0.4 s) has passed
+    master = live.multivariant()
+    assert master is not None and b"160p30/playlist.m3u8" in master and b"late/" not in master
+    live.on_init("late", init)
+    for frag in frags[:6]:
+        live.on_fragment("late", frag)
+    master = live.multivariant()
+    assert master is not None and b"late/playlist.m3u8" in master

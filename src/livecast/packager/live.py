@@ -31,6 +31,9 @@ _PartListener = Callable[[str, Segmenter], None]
 _SegmentListener = Callable[[str, Segment, bytes], None]
 
 
+MASTER_GRACE_SEGMENTS = 2.0  # how long the multivariant playlist waits for late renditions
+
+
 @dataclass
 class LiveStream:
     login: str
@@ -56,10 +59,13 @@ class LiveStream:
         self._changed = asyncio.Event()
         self._cache: dict[tuple[str, bool], tuple[tuple[int, ...], bytes]] = {}
         self._master: tuple[tuple[int, ...], bytes] | None = None
+        self._first_variant_at: float | None = None
         self.first_part_at: dict[str, float] = {}
         self.part_listeners: list[_PartListener] = []
         # called once per finished segment (archive/VOD hooks in here): name, segment, its init
         self.segment_listeners: list[_SegmentListener] = []
+        # called once when the stream ends, after the last segments were announced (archive)
+        self.end_listeners: list[Callable[[], None]] = []
         self._announced: dict[str, int] = {}
         self.thumbnail_lock = asyncio.Lock()
 
@@ -100,6 +106,8 @@ class LiveStream:
             self._announce(name, seg)
         self.ended = True
         self.ended_at = time.monotonic()
+        for listener in self.end_listeners:
+            listener()
         self._notify()
 
     def _notify(self) -> None:
@@ -170,6 +178,16 @@ class LiveStream:
             ))
         if not variants:
             return None
+        if len(variants) < len(self.renditions):
+            # Renditions become ready a few hundred ms apart (audio-only first). A player reads
+            # the multivariant playlist once, so one served now would lock it out of the video
+            # renditions for the whole session: hold it until all are ready, or a grace period
+            # has passed (a rendition that never starts must not keep the stream unwatchable).
+            now = time.monotonic()
+            if self._first_variant_at is None:
+                self._first_variant_at = now
+            if now - self._first_variant_at < MASTER_GRACE_SEGMENTS * self.segment_duration:
+                return None
         body = render_multivariant(variants).encode()
         self._master = (versions, body)
         return body
