@@ -193,6 +193,11 @@ async def test_non_partner_gets_source_and_audio_only(server: Server, flv_small:
         master = m3u8.loads((await http.get("/hls/viewerx/master.m3u8")).text)
         assert [p.uri for p in master.playlists] == ["source/playlist.m3u8", "audio_only/playlist.m3u8"]
         assert master.playlists[0].stream_info.resolution == (320, 180)
+        got = await http.get("/hls/viewerx/source/seg0.m4s")
+        probe = await http.head("/hls/viewerx/source/seg0.m4s")  # CDNs probe with HEAD
+        assert probe.status_code == 200 and probe.content == b""
+        assert probe.headers["content-length"] == str(len(got.content))
+        assert probe.headers["cache-control"] == got.headers["cache-control"]
         assert info.health["transcode"]["decision"] == "tier"
         await feeder
         await session.close()

@@ -15,6 +15,7 @@ import time
 from fastapi import FastAPI, Request, Response
 
 from livecast.app import error_response
+from livecast.delivery.head import HeadAsGet
 from livecast.delivery.query import (
     QueryError,
     parse_hls_query,
@@ -48,6 +49,7 @@ def _ok(body: bytes, media_type: str, cache: str) -> Response:
 
 
 def install(app: FastAPI, platform: Platform) -> None:
+    app.add_middleware(HeadAsGet, prefixes=("/hls/", "/vods/", "/clips/"))
     gate = blocking_gate(platform)
     def stream_of(login: str) -> LiveStream | None:
         media = media_of(platform)
