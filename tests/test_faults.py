@@ -123,7 +123,7 @@ async def pg_proxy() -> AsyncIterator[tuple[TcpProxy, str]]:
 async def test_postgres_outage_under_api_load_is_503_then_recovers(
         tmp_path: Path, pg_proxy: tuple[TcpProxy, str]) -> None:
     proxy, url = pg_proxy
-    srv = await start_server(tmp_path, database_url=url, roles="api,web")
+    srv = await start_server(tmp_path, database_url=url, roles="api,web,chat")
     try:
         alice = await srv.create_user("alice")
         auth = helix(alice["token"], alice["client_id"])
@@ -142,6 +142,13 @@ async def test_postgres_outage_under_api_load_is_503_then_recovers(
             health = await http.get("/healthz")
             assert health.status_code == 503 and health.json()["checks"]["database"].startswith("error")
             assert "Retry-After" in health.headers
+            # A chat login cannot be checked: the client is told to come back, not sent a traceback.
+            chat = await Client.connect(srv.irc_port)
+            chat.send(f"PASS oauth:{alice['token']}", "NICK alice")
+            notice = await chat.expect("NOTICE", timeout=20)
+            assert notice.tags.get("msg-id") == "msg_service_unavailable"
+            await wait_for(lambda: chat.eof, timeout=20)
+            await chat.close()
 
             await proxy.restore()  # the same process, no restart
 
@@ -150,6 +157,9 @@ async def test_postgres_outage_under_api_load_is_503_then_recovers(
 
             await wait_for(recovered, timeout=20, interval=0.2)
             assert (await http.get("/healthz")).status_code == 200
+            chat = await Client.connect(srv.irc_port)
+            await chat.login("alice", alice["token"])
+            await chat.close()
             channel = (await http.get(f"/helix/channels?broadcaster_id={alice['user_id']}", headers=auth)).json()
             # What was accepted is there; what was refused with 503 was not half-applied.
             assert channel["data"][0]["title"] == "accepted before the outage"

@@ -94,6 +94,13 @@ class ChatConnection:
                                                  "Chat is temporarily unavailable; that was not sent. Try again."))
                     self.flush()
                     continue
+                if is_backend_outage(exc):  # a login that cannot be checked now: come back later
+                    metrics.errors.labels("backend_unavailable").inc()
+                    self.session.send(tmi.notice("*", "msg_service_unavailable",
+                                                 "Login unavailable for a moment; please reconnect shortly."))
+                    self.session.close("Service unavailable")
+                    self.flush()
+                    continue
                 metrics.errors.labels("chat").inc()
                 log.exception("chat connection error")
                 self.session.send(tmi.notice("*", "", "Internal error; please reconnect"))
