@@ -344,3 +344,39 @@ async def test_sigterm_during_a_live_stream_and_chat(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(data / "livecast.db")) as db:
         rows = db.execute("SELECT status, ended_at FROM streams").fetchall()
     assert len(rows) == 1 and rows[0][0] == "offline" and rows[0][1] is not None
+
+
+async def test_slow_hls_consumer_does_not_stall_other_viewers(server: Server) -> None:
+    """A viewer that pipelines segment requests and never reads the answers holds only its own
+    connection (uvicorn stops reading from it once its replies back up); the live edge moves on
+    for everyone else."""
+    import socket
+
+    user = await server.create_user("slowhls")
+    proc = await ffmpeg_publish(server.rtmp_port, user["stream_key"], 30, size="320x180")
+    stalled: list[socket.socket] = []
+    try:
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
+            segments = await wait_for(lambda: _playlist_segments(http, "slowhls"), timeout=20, interval=0.3)
+            request = f"GET /hls/slowhls/source/{segments[0]} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+            for _ in range(3):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.connect(("127.0.0.1", server.platform.ports["http"]))
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    sock.send(request * 200)  # as much as the kernel takes; never read
+                stalled.append(sock)
+            # Everyone else follows the live edge: blocking reloads for the next segments arrive.
+            r = await http.get("/hls/slowhls/source/playlist.m3u8")
+            last = max(int(line[3:-4]) for line in r.text.splitlines() if line.startswith("seg"))
+            for msn in (last + 1, last + 2):
+                r = await http.get("/hls/slowhls/source/playlist.m3u8", params={"_HLS_msn": msn})
+                assert r.status_code == 200 and f"seg{msn}.m4s" in r.text
+                seg = await http.get(f"/hls/slowhls/source/seg{msn}.m4s")
+                assert seg.status_code == 200 and len(seg.content) > 0
+    finally:
+        for sock in stalled:
+            sock.close()
+        proc.kill()
+        await proc.wait()
