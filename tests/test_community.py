@@ -28,6 +28,10 @@ from livecast.platform import Platform
 from livecast.store.base import utcnow
 from tests.conftest import make_settings
 
+# Flows whose correctness does not depend on the database's locking run on SQLite only; the
+# concurrency tests (and earning) run on both backends.
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
 
 @pytest.fixture
 async def platform(db_url: str, tmp_path: Path) -> AsyncIterator[Platform]:
@@ -126,6 +130,7 @@ async def test_watch_and_chat_earn_once_with_subscriber_bonus(platform: Platform
     await audit(platform, cid)
 
 
+@sqlite_only
 async def test_bus_events_credit_points_through_the_worker(platform: Platform) -> None:
     """The heartbeat route's ``community.watch`` and chat's event reach a running worker."""
     import json
@@ -150,6 +155,7 @@ async def test_bus_events_credit_points_through_the_worker(platform: Platform) -
         await worker.stop()
 
 
+@sqlite_only
 async def test_offline_channel_earns_nothing(platform: Platform) -> None:
     cid = await channel(platform, live=False)
     (viewer,) = await make_users(platform, 1)
@@ -185,6 +191,7 @@ async def test_concurrent_redemptions_cannot_spend_the_same_points(platform: Pla
     assert await audit(platform, cid) == 0
 
 
+@sqlite_only
 async def test_reward_limits_cooldown_input_and_refund(platform: Platform) -> None:
     cid = await channel(platform)
     v1, v2, v3 = await make_users(platform, 3)
@@ -282,6 +289,7 @@ async def test_thousand_concurrent_bets_settle_exactly(platform: Platform) -> No
         await run(platform, lambda db, out: predictions.cancel(db, out, channel_id=cid, prediction_id=pid))
 
 
+@sqlite_only
 async def test_prediction_lock_cancel_and_window(platform: Platform) -> None:
     cid = await channel(platform)
     a, b = await make_users(platform, 2)
@@ -319,6 +327,7 @@ async def test_prediction_lock_cancel_and_window(platform: Platform) -> None:
     assert [t for t, _, _ in out.events] == ["channel.prediction.lock"]
 
 
+@sqlite_only
 async def test_nobody_on_the_winner_is_refunded(platform: Platform) -> None:
     cid = await channel(platform)
     a, b = await make_users(platform, 2)
@@ -335,6 +344,7 @@ async def test_nobody_on_the_winner_is_refunded(platform: Platform) -> None:
 
 # Polls ----------------------------------------------------------------------------------------
 
+@sqlite_only
 async def test_poll_free_vote_then_paid_votes(platform: Platform) -> None:
     cid = await channel(platform)
     a, b = await make_users(platform, 2)

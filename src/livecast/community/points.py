@@ -87,6 +87,17 @@ async def run(platform: Platform, fn: Callable[[AsyncSession, Outbox], Awaitable
     raise AssertionError("unreachable")
 
 
+def text(value: str, field: str, low: int, high: int) -> str:
+    """A stripped title or message of ``low``-``high`` characters; NUL is refused (PostgreSQL
+    cannot store it in text, and no title needs it)."""
+    value = value.strip()
+    if not low <= len(value) <= high:
+        raise CommunityError("bad_field", f"{field} must be {low} to {high} characters")
+    if "\x00" in value:
+        raise CommunityError("bad_field", f"{field} may not contain NUL characters")
+    return value
+
+
 async def balance(db: AsyncSession, channel_id: str, user_id: str) -> int:
     value = await db.scalar(select(PointsBalance.balance).where(PointsBalance.channel_id == channel_id,
                                                                 PointsBalance.user_id == user_id))

@@ -38,12 +38,10 @@ MAX_VOTES_PER_CALL = 1000
 
 async def create(db: AsyncSession, out: Outbox, *, channel_id: str, title: str, choices: Sequence[str],
                  duration: int, points_voting: bool = False, points_per_vote: int = 0) -> Poll:
-    title = title.strip()
-    if not 1 <= len(title) <= 60:
-        raise CommunityError("bad_title", "The title must be 1 to 60 characters")
-    clean = [c.strip() for c in choices]
-    if not 2 <= len(clean) <= 5 or any(not 1 <= len(c) <= 25 for c in clean):
-        raise CommunityError("bad_choices", "A poll needs 2 to 5 choices of 1 to 25 characters")
+    title = points.text(title, "title", 1, 60)
+    if not 2 <= len(choices) <= 5:
+        raise CommunityError("bad_choices", "A poll needs 2 to 5 choices")
+    clean = [points.text(c, "Each choice's title", 1, 25) for c in choices]
     if not MIN_DURATION <= duration <= MAX_DURATION:
         raise CommunityError("bad_duration", f"duration must be {MIN_DURATION} to {MAX_DURATION} seconds")
     if points_voting and not 1 <= points_per_vote <= 1_000_000:

@@ -68,14 +68,10 @@ def _color(position: int, count: int) -> str:
 
 async def create(db: AsyncSession, out: Outbox, *, channel_id: str, title: str, outcomes: Sequence[str],
                  window: int) -> Prediction:
-    title = title.strip()
-    if not 1 <= len(title) <= 45:
-        raise CommunityError("bad_title", "The title must be 1 to 45 characters")
+    title = points.text(title, "title", 1, 45)
     if not 2 <= len(outcomes) <= 10:
         raise CommunityError("bad_outcomes", "A prediction needs 2 to 10 outcomes")
-    clean = [o.strip() for o in outcomes]
-    if any(not 1 <= len(o) <= 25 for o in clean):
-        raise CommunityError("bad_outcomes", "Each outcome's title must be 1 to 25 characters")
+    clean = [points.text(o, "Each outcome's title", 1, 25) for o in outcomes]
     if not MIN_WINDOW <= window <= MAX_WINDOW:
         raise CommunityError("bad_window", f"prediction_window must be {MIN_WINDOW} to {MAX_WINDOW} seconds")
     await expire(db, Outbox(), channel_id=channel_id)  # a lapsed window should not block a new one

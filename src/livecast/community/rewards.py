@@ -70,11 +70,11 @@ def apply_fields(reward: CustomReward, body: dict[str, Any], *, creating: bool) 
             if not isinstance(number, int) or number < minimum:
                 raise CommunityError("bad_field", f"{field} must be at least {minimum} when {flag} is true")
             setattr(reward, attr, number)
-    reward.title = (reward.title or "").strip()
-    if not 1 <= len(reward.title) <= 45:
-        raise CommunityError("bad_field", "title must be 1 to 45 characters")
-    if len(reward.prompt or "") > 200:
-        raise CommunityError("bad_field", "prompt may be at most 200 characters")
+    reward.title = points.text(reward.title or "", "title", 1, 45)
+    reward.prompt = points.text(reward.prompt or "", "prompt", 0, 200)
+    for _, attr, _ in LIMITS.values():
+        if getattr(reward, attr) > MAX_COST:
+            raise CommunityError("bad_field", f"{attr} is too large")
     if not isinstance(reward.cost, int) or not 1 <= reward.cost <= MAX_COST:
         raise CommunityError("bad_field", "cost must be at least 1")
     if not COLOR.match(reward.background_color or ""):
@@ -151,23 +151,22 @@ async def list_rewards(db: AsyncSession, channel_id: str, ids: Sequence[str] = (
 async def redeem(db: AsyncSession, out: Outbox, *, channel_id: str, reward_id: str, user_id: str,
                  user_input: str = "") -> Redemption:
     now = utcnow()
-    locked = await db.execute(update(CustomReward).where(CustomReward.id == reward_id,
-                                                         CustomReward.channel_id == channel_id)
-                              .values(version=CustomReward.version + 1).execution_options(synchronize_session=False))
-    if locked.rowcount != 1:  # type: ignore[attr-defined]
+    # The lock and the fresh row in one statement (RETURNING on both PostgreSQL and SQLite).
+    reward = (await db.execute(
+        update(CustomReward).where(CustomReward.id == reward_id, CustomReward.channel_id == channel_id)
+        .values(version=CustomReward.version + 1).returning(CustomReward)
+        .execution_options(synchronize_session=False, populate_existing=True))).scalar_one_or_none()
+    if reward is None:
         raise CommunityError("not_found", "The custom reward was not found", 404)
-    reward = await get(db, reward_id, channel_id)
     if user_id == channel_id:
         raise CommunityError("own_channel", "Broadcasters cannot redeem their own rewards", 403)
     if not reward.is_enabled:
         raise CommunityError("disabled", "This reward is not available", 409)
     if reward.is_paused:
         raise CommunityError("paused", "This reward is paused", 409)
-    user_input = user_input.strip()
+    user_input = points.text(user_input, "The message", 0, 500)
     if reward.is_user_input_required and not user_input:
         raise CommunityError("input_required", "This reward needs a message")
-    if len(user_input) > 500:
-        raise CommunityError("input_too_long", "The message may be at most 500 characters")
     if reward.cooldown_expires_at is not None and reward.cooldown_expires_at > now:
         raise CommunityError("cooldown", "This reward is on cooldown", 409)
     stream_key = await points.current_stream_key(db, channel_id)
