@@ -43,8 +43,8 @@ async def platform(db_url: str, tmp_path: Path) -> AsyncIterator[Platform]:
         await p.close()
 
 
-async def make_users(platform: Platform, count: int, prefix: str = "v") -> list[str]:
-    ids = [str(10**11 + i) for i in range(count)]
+async def make_users(platform: Platform, count: int, prefix: str = "v", start: int = 0) -> list[str]:
+    ids = [str(10**11 + start + i) for i in range(count)]
     async with platform.db.session() as db:
         await db.execute(insert(User), [{"id": uid, "login": f"{prefix}{i}", "display_name": f"{prefix}{i}",
                                          "created_at": utcnow()} for i, uid in enumerate(ids)])
@@ -375,3 +375,70 @@ async def test_poll_free_vote_then_paid_votes(platform: Platform) -> None:
     assert [(c["votes"], c["channel_points_votes"]) for c in doc["choices"]] == [(1, 0), (5, 4)]
     assert await balances(platform, cid) == {a: 10, b: 70}
     await audit(platform, cid)
+
+
+# Settlement through the database: a property test over whole predictions ----------------------
+
+scenario = st.fixed_dictionaries({
+    "funds": st.lists(st.integers(0, 2000), min_size=2, max_size=6),
+    "bets": st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3), st.integers(1, 1500)), max_size=20),
+    "end": st.one_of(st.just("cancel"), st.integers(0, 3)),
+    "lock_first": st.booleans(),
+})
+
+
+def test_no_point_is_created_or_lost_by_any_prediction(tmp_path: Path) -> None:
+    """Random wagers (some refused), then a cancel or a resolution: every balance adds up."""
+    loop = asyncio.new_event_loop()
+    platform = loop.run_until_complete(Platform.open(make_settings(tmp_path)))
+    cid = loop.run_until_complete(channel(platform))
+    counter = iter(range(10**6))
+
+    async def play(case: dict[str, Any]) -> None:
+        n = next(counter)
+        users = await make_users(platform, len(case["funds"]), prefix=f"p{n}x", start=10 * n)
+        funds = dict(zip(users, case["funds"], strict=True))
+        await grant(platform, cid, funds)
+        before = await audit(platform, cid)
+        pid, outcomes = await start_prediction(platform, cid, outcomes=4)
+        staked: dict[str, tuple[str, int]] = {}
+        for who, which, amount in case["bets"]:
+            user, outcome = users[who % len(users)], outcomes[which]
+            try:
+                await place(platform, pid, user, outcome, amount)
+            except CommunityError:
+                continue
+            prior = staked.get(user, (outcome, 0))[1]
+            staked[user] = (outcome, prior + amount)
+        if case["lock_first"]:
+            await run(platform, lambda db, out: predictions.lock(db, out, channel_id=cid, prediction_id=pid))
+        if case["end"] == "cancel":
+            await run(platform, lambda db, out: predictions.cancel(db, out, channel_id=cid, prediction_id=pid))
+        else:
+            winner = outcomes[case["end"]]
+            await run(platform, lambda db, out: predictions.resolve(db, out, channel_id=cid, prediction_id=pid,
+                                                                    winning_outcome_id=winner))
+        held = await balances(platform, cid)
+        after = {u: held.get(u, 0) for u in users}
+        assert sum(after.values()) == sum(funds.values())
+        assert await audit(platform, cid) == before
+        for user in users:
+            outcome, stake = staked.get(user, ("", 0))
+            if case["end"] == "cancel" or not any(o == outcomes[case["end"]] for o, _ in staked.values()):
+                assert after[user] == funds[user]
+            elif outcome == outcomes[case["end"]]:
+                assert after[user] >= funds[user]
+            else:
+                assert after[user] == funds[user] - stake
+
+    @settings(max_examples=20, deadline=None)
+    @given(case=scenario)
+    def check(case: dict[str, Any]) -> None:
+        loop.run_until_complete(play(case))
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(events.drain(platform))
+        loop.run_until_complete(platform.close())
+        loop.close()
