@@ -442,3 +442,15 @@ def test_no_point_is_created_or_lost_by_any_prediction(tmp_path: Path) -> None:
         loop.run_until_complete(events.drain(platform))
         loop.run_until_complete(platform.close())
         loop.close()
+
+
+def test_eventsub_conditions_select_by_reward() -> None:
+    from livecast.api.eventsub import catalog
+
+    sub = catalog.lookup("channel.channel_points_custom_reward_redemption.add", "1")
+    event = {"broadcaster_user_id": "1", "reward": {"id": "r1"}}
+    assert catalog.matches(sub, catalog.normalize_condition(sub, {"broadcaster_user_id": "1"}), event)
+    assert catalog.matches(sub, {"broadcaster_user_id": "1", "reward_id": "r1"}, event)
+    assert not catalog.matches(sub, {"broadcaster_user_id": "1", "reward_id": "r2"}, event)
+    assert catalog.lookup("channel.prediction.lock", "1").scopes == ("channel:read:predictions",
+                                                                     "channel:manage:predictions")

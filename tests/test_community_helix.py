@@ -168,6 +168,15 @@ async def test_rewards_predictions_polls_through_helix_and_eventsub(server: Serv
         await viewer.http.aclose()
 
 
+async def _redeem(server: Server, channel_id: str, reward_id: str, user_id: str) -> None:
+    from livecast.community import rewards
+
+    async with server.platform.db.session() as db:
+        await points.credit(db, channel_id, user_id, 10, "grant")
+    await points.run(server.platform, lambda db, out: rewards.redeem(db, out, channel_id=channel_id,
+                                                                     reward_id=reward_id, user_id=user_id))
+
+
 async def _balance(viewer: Viewer, expected: int) -> bool:
     return bool((await viewer.state())["balance"] == expected)
 
@@ -206,6 +215,21 @@ async def test_helix_refusals(server: Server) -> None:
             queue = await http.get("/helix/channel_points/custom_rewards/redemptions", headers=mine,
                                    params={"broadcaster_id": streamer["user_id"], "reward_id": reward.id})
             assert queue.status_code == 400  # status or id is required
+            # The queue pages with an opaque cursor, oldest first, then newest first.
+            fans = [await server.create_user(f"fan{i}") for i in range(3)]
+            for fan in fans:
+                await _redeem(server, streamer["user_id"], reward.id, fan["user_id"])
+            listing = {"broadcaster_id": streamer["user_id"], "reward_id": reward.id, "status": "UNFULFILLED",
+                       "first": "2"}
+            page1 = (await http.get("/helix/channel_points/custom_rewards/redemptions", params=listing,
+                                    headers=mine)).json()
+            page2 = (await http.get("/helix/channel_points/custom_rewards/redemptions", headers=mine,
+                                    params={**listing, "after": page1["pagination"]["cursor"]})).json()
+            assert [r["user_login"] for r in page1["data"] + page2["data"]] == ["fan0", "fan1", "fan2"]
+            assert page2["pagination"] == {}
+            newest = (await http.get("/helix/channel_points/custom_rewards/redemptions", headers=mine,
+                                     params={**listing, "sort": "NEWEST", "first": "1"})).json()
+            assert [r["user_login"] for r in newest["data"]] == ["fan2"]
             gone = await http.delete("/helix/channel_points/custom_rewards", params=base, headers=mine)
             assert gone.status_code == 204
             plain_tokens = await app_with_tokens(server, [plain["user_id"]])
