@@ -26,7 +26,7 @@ from livecast.identity.models import User
 from livecast.ingest.models import Stream
 from livecast.platform import Platform
 from livecast.store.base import utcnow
-from tests.conftest import make_settings
+from tests.conftest import REDIS_URL, make_settings
 
 # Flows whose correctness does not depend on the database's locking run on SQLite only; the
 # concurrency tests (and earning) run on both backends.
@@ -34,8 +34,13 @@ sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
-async def platform(db_url: str, tmp_path: Path) -> AsyncIterator[Platform]:
-    p = await Platform.open(make_settings(tmp_path, database_url=db_url))
+def bus_url() -> str:
+    return "memory://"
+
+
+@pytest.fixture
+async def platform(db_url: str, bus_url: str, tmp_path: Path) -> AsyncIterator[Platform]:
+    p = await Platform.open(make_settings(tmp_path, database_url=db_url, bus_url=bus_url))
     try:
         yield p
     finally:
@@ -131,14 +136,17 @@ async def test_watch_and_chat_earn_once_with_subscriber_bonus(platform: Platform
 
 
 @sqlite_only
+@pytest.mark.parametrize("bus_url", ["memory://", REDIS_URL])
 async def test_bus_events_credit_points_through_the_worker(platform: Platform) -> None:
-    """The heartbeat route's ``community.watch`` and chat's event reach a running worker."""
+    """The heartbeat route's ``community.watch`` and chat's event reach a running worker, on
+    the in-process bus and on Redis (where every worker process would see them)."""
     import json
 
     from livecast.bus import publish_event
 
     cid = await channel(platform)
-    (viewer,) = await make_users(platform, 1)
+    # A fresh viewer id each run: Redis outlives the test, and chat credits are claimed per slot there.
+    (viewer,) = await make_users(platform, 1, start=random.randrange(10**9))
     worker = CommunityWorker(platform, tick_interval=60)
     await worker.start()
     try:
