@@ -462,3 +462,23 @@ def test_eventsub_conditions_select_by_reward() -> None:
     assert not catalog.matches(sub, {"broadcaster_user_id": "1", "reward_id": "r2"}, event)
     assert catalog.lookup("channel.prediction.lock", "1").scopes == ("channel:read:predictions",
                                                                      "channel:manage:predictions")
+
+
+@sqlite_only
+async def test_widget_hub_shares_one_subscription_per_channel(platform: Platform) -> None:
+    from livecast.community import live
+
+    hub = live.hub(platform)
+    first, second = await hub.join("c1"), await hub.join("c1")
+    other = await hub.join("c2")
+    assert len(hub.rooms) == 2 and len(hub.rooms["c1"].clients) == 2
+    out = Outbox()
+    out.add("", "c1", {"type": "rewards"})
+    await events.publish(platform, out)
+    a, b = await asyncio.wait_for(first.get(), 10), await asyncio.wait_for(second.get(), 10)
+    assert a is b and a.startswith(b"data: {") and a.endswith(b"\n\n")  # framed once, shared
+    assert other.empty()
+    await hub.leave("c1", first)
+    await hub.leave("c1", second)
+    await hub.leave("c2", other)
+    assert hub.rooms == {}

@@ -4,13 +4,12 @@ Twitch has no Helix endpoint for a viewer to redeem, bet or vote (its own site u
 API), so the channel page talks to ``/api/community/{login}/...`` with the web session and its
 CSRF token; the dashboard's controls use ``/api/community/{login}/manage/...``, open only to
 the channel's owner. ``GET /api/community/{login}/events`` is a server-sent events stream of
-the channel's ``community.<id>`` bus topic, which is what keeps the widgets live.
+the channel's ``community.<id>`` bus topic (fanned out by :mod:`live`), which keeps the widgets live.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecast.app import error_response
-from livecast.community import events, points, polls, predictions, rewards
+from livecast.community import live, points, polls, predictions, rewards
 from livecast.community.models import POLL_ARCHIVED, Poll, PollBallot, Prediction, PredictionBet
 from livecast.community.points import CommunityError, Outbox
 from livecast.identity.models import User
@@ -181,30 +180,17 @@ async def queue_doc(platform: Platform, channel: User) -> dict[str, Any]:
 
 
 async def _stream(platform: Platform, request: Request, channel_id: str) -> AsyncIterator[bytes]:
-    sub = await platform.bus.subscribe(events.widget_topic(channel_id))
-    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=256)
-
-    async def pump() -> None:
-        async for _, data in sub:
-            if queue.full():  # a slow client misses progress ticks, never blocks the bus
-                continue
-            queue.put_nowait(data)
-
-    task = asyncio.create_task(pump())
+    widgets = live.hub(platform)
+    queue = await widgets.join(channel_id)
     try:
         yield b"retry: 2000\n\n"
         while not await request.is_disconnected():
             try:
-                data = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except TimeoutError:
                 yield b": keepalive\n\n"
-                continue
-            yield b"data: " + data + b"\n\n"
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        await sub.close()
+        await widgets.leave(channel_id, queue)
 
 
 def install(app: FastAPI, platform: Platform) -> None:
