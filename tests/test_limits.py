@@ -269,3 +269,19 @@ async def test_embed_pages_may_be_framed() -> None:
     framed, own = (dict(m["headers"]) for m in sent)  # type: ignore[call-overload]
     assert b"x-frame-options" not in framed and framed[b"x-content-type-options"] == b"nosniff"
     assert own[b"x-frame-options"] == b"DENY"
+
+
+async def test_oauth_credential_failures_are_limited_per_address(tight: Server) -> None:
+    from livecast.api.oauth import FAILURE_LIMIT
+
+    client_id, secret = await tight.create_app("brute")
+    async with httpx.AsyncClient(base_url=tight.http_url) as http:
+        for i in range(FAILURE_LIMIT):
+            r = await http.post("/oauth2/token", data={"client_id": client_id, "client_secret": f"guess{i}",
+                                                       "grant_type": "client_credentials"})
+            assert r.status_code == 403
+        r = await http.post("/oauth2/token", data={"client_id": client_id, "client_secret": secret,
+                                                   "grant_type": "client_credentials"})
+        assert r.status_code == 429 and r.json() == {"status": 429,
+                                                     "message": "too many failed attempts; try again later"}
+        assert int(r.headers["Retry-After"]) > 0

@@ -26,6 +26,14 @@ MAX_FORM = 16 * 1024
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # App tokens from client credentials live about 60 days on Twitch.
 APP_TOKEN_LIFETIME = 5_000_000
+# Refused credentials (client secret, refresh token, code, device code) per address before its
+# token requests are refused unchecked for the window. The secrets are long random strings, so
+# this bounds the work one stranger causes rather than stopping a guess that cannot succeed.
+# Addresses in LIVECAST_LIMIT_EXEMPT_IPS (loopback by default) are not counted.
+FAILURE_LIMIT = 30
+FAILURE_WINDOW_S = 60
+_CREDENTIAL_ERRORS = frozenset({"invalid_grant", "code_reused", "invalid_device_code"})
+_CREDENTIAL_MESSAGES = frozenset({"invalid client", "invalid client secret", "Invalid refresh token"})
 
 
 def oauth_error(status: int, message: str) -> JSONResponse:
@@ -158,6 +166,15 @@ def install(app: FastAPI, platform: Platform) -> None:
     }
 
     async def token(request: Request) -> Response:
+        address = request.client.host if request.client else "?"
+        counted = address not in settings.limit_exempt_ips
+        fails_key = f"oauth:fail:{address}"
+        if counted:
+            fails = await platform.bus.get(fails_key)
+            if fails is not None and int(fails) >= FAILURE_LIMIT:
+                metrics.oauth_refusals.labels("too_many_failures").inc()
+                return JSONResponse({"status": 429, "message": "too many failed attempts; try again later"},
+                                    status_code=429, headers={"Retry-After": str(FAILURE_WINDOW_S)})
         params = await read_params(request)
         if params is None:
             metrics.oauth_refusals.labels("malformed").inc()
@@ -172,7 +189,12 @@ def install(app: FastAPI, platform: Platform) -> None:
             except service.IdentityError as exc:
                 # Committed on purpose: a replayed code has just revoked its tokens.
                 metrics.oauth_refusals.labels(exc.code).inc()
+                if counted and exc.code in _CREDENTIAL_ERRORS:
+                    await platform.bus.incr(fails_key, 1, ttl=FAILURE_WINDOW_S)
                 return oauth_error(400, exc.message)
+        if counted and response.status_code in {400, 403} \
+                and json.loads(bytes(response.body)).get("message") in _CREDENTIAL_MESSAGES:
+            await platform.bus.incr(fails_key, 1, ttl=FAILURE_WINDOW_S)
         if response.status_code == 200:
             metrics.oauth_tokens_issued.labels("device_code" if grant == DEVICE_GRANT else grant).inc()
         else:
