@@ -439,7 +439,7 @@ def test_no_point_is_created_or_lost_by_any_prediction(tmp_path: Path) -> None:
             else:
                 assert after[user] == funds[user] - stake
 
-    @settings(max_examples=20, deadline=None)
+    @settings(max_examples=15, deadline=None)
     @given(case=scenario)
     def check(case: dict[str, Any]) -> None:
         loop.run_until_complete(play(case))

@@ -38,11 +38,12 @@ async def test_widgets_and_dashboard_controls_update_live(server: Server, browse
         reward = fan_page.locator(".lc-cm-reward", has_text="Song request")
         await expect(reward).to_be_enabled()
         await reward.click()
-        await expect(fan_page.locator("#cm-balance")).to_have_text("750 points")
+        # 250 spent; the reward's message went to chat, and chatting earned 5 (the widget hears it live).
+        await expect(fan_page.locator("#cm-balance")).to_have_text("755 points")
         queued = dash.locator("#dash-queue li", has_text="play my song")
         await expect(queued).to_be_visible()
         await queued.get_by_role("button", name="Refund").click()
-        await expect(fan_page.locator("#cm-balance")).to_have_text("1000 points")
+        await expect(fan_page.locator("#cm-balance")).to_have_text("1005 points")
         await expect(dash.locator("#dash-queue")).to_contain_text("Nothing waiting.")
 
         # A prediction started on the dashboard opens on the channel page; the bet shows up live.
@@ -55,12 +56,12 @@ async def test_widgets_and_dashboard_controls_update_live(server: Server, browse
         yes = widget.locator(".lc-cm-row", has_text="Yes")
         await yes.locator("input").fill("400")
         await yes.get_by_role("button", name="Bet").click()
-        await expect(fan_page.locator("#cm-balance")).to_have_text("600 points")
+        await expect(fan_page.locator("#cm-balance")).to_have_text("605 points")
         await expect(dash.locator("#dash-prediction")).to_contain_text("Yes: 400 points, 1 users")
         await dash.get_by_role("button", name="Resolve: Yes").click()
         await expect(widget).to_contain_text("Resolved")
         await expect(widget).to_contain_text("you won 400")
-        await expect(fan_page.locator("#cm-balance")).to_have_text("1000 points")
+        await expect(fan_page.locator("#cm-balance")).to_have_text("1005 points")
 
         # A poll: the viewer's free vote is counted on both pages.
         await dash.fill("#poll-title", "Next game?")

@@ -28,6 +28,7 @@ from twitchAPI.type import (
     TwitchAuthorizationException,
 )
 
+from livecast.chat import service as chat
 from livecast.community import points
 from tests.conftest import Server, wait_for
 from tests.helix_support import add_stream, app_with_tokens, headers
@@ -109,8 +110,15 @@ async def test_rewards_predictions_polls_through_helix_and_eventsub(server: Serv
         assert [r.id for r in await twitch.get_custom_reward(cid, only_manageable_rewards=True)] == [reward.id]
         refused = await viewer.post("redeem", reward_id=reward.id, user_input="")
         assert refused.status_code == 400 and refused.json()["error"] == "input_required"
+        room = await server.platform.bus.subscribe(chat.room_topic("streamer"))
         redeemed = await viewer.post("redeem", reward_id=reward.id, user_input="Never gonna give you up")
         assert redeemed.status_code == 200 and redeemed.json()["balance"] == 900
+        # The reward's message is also a chat line, tagged for bots as on Twitch.
+        _, line = await asyncio.wait_for(anext(aiter(room)), 10)
+        await room.close()
+        assert f"custom-reward-id={reward.id}".encode() in line
+        assert line.rstrip().endswith(b"PRIVMSG #streamer :Never gonna give you up")
+        await wait_for(lambda: _balance(viewer, 900 + points.CHAT_POINTS), timeout=10)  # chatting earns too
         await wait_for(lambda: got.get("add"), timeout=10)
         add: ChannelPointsCustomRewardRedemptionAddEvent = got["add"][0]
         assert add.event.user_login == "fan" and add.event.user_input == "Never gonna give you up"
@@ -122,14 +130,14 @@ async def test_rewards_predictions_polls_through_helix_and_eventsub(server: Serv
         await wait_for(lambda: got.get("update"), timeout=10)
         update: ChannelPointsCustomRewardRedemptionUpdateEvent = got["update"][0]
         assert update.event.status == "canceled"
-        assert (await viewer.state())["balance"] == 1000
+        assert (await viewer.state())["balance"] == 1005
 
         # Prediction: bet from the page, lock and resolve through Helix.
         pred = await twitch.create_prediction(cid, "Will we win?", ["Yes", "No"], 120)
         yes, no = pred.outcomes
         assert (yes.color, no.color) == ("BLUE", "PINK")
         bet = await viewer.post("bet", prediction_id=pred.id, outcome_id=yes.id, points=300)
-        assert bet.status_code == 200 and bet.json()["balance"] == 700
+        assert bet.status_code == 200 and bet.json()["balance"] == 705
         await wait_for(lambda: got.get("prediction.progress"), timeout=10)
         progress: ChannelPredictionEvent = got["prediction.progress"][-1]
         assert progress.event.outcomes[0].channel_points == 300 and progress.event.outcomes[0].users == 1
@@ -143,13 +151,13 @@ async def test_rewards_predictions_polls_through_helix_and_eventsub(server: Serv
         assert end.event.status == "resolved" and end.event.winning_outcome_id == yes.id
         assert end.event.outcomes[0].top_predictors[0].channel_points_won == 300  # sole bettor: stake back
         assert [p.id async for p in twitch.get_predictions(cid)] == [pred.id]
-        assert (await viewer.state())["balance"] == 1000
+        assert (await viewer.state())["balance"] == 1005
 
         # Poll with channel-points voting.
         poll = await twitch.create_poll(cid, "Next map?", ["Dust", "Nuke"], 60, channel_points_voting_enabled=True,
                                         channel_points_per_vote=50)
         voted = await viewer.post("vote", poll_id=poll.id, choice_id=poll.choices[1].id, votes=3)
-        assert voted.status_code == 200 and voted.json()["balance"] == 900  # one free, two for 50 each
+        assert voted.status_code == 200 and voted.json()["balance"] == 905  # one free, two for 50 each
         await wait_for(lambda: got.get("poll.progress"), timeout=10)
         poll_progress: ChannelPollProgressEvent = got["poll.progress"][-1]
         assert poll_progress.event.choices[1].votes == 3

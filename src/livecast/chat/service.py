@@ -225,7 +225,7 @@ def global_userstate_tags(chatter: Chatter) -> dict[str, str]:
 
 async def send_message(
     platform: Platform, channel_login: str, chatter: Chatter, text: str, *,
-    reply_parent_id: str = "", exclude: str = "", client_nonce: str = "",
+    reply_parent_id: str = "", exclude: str = "", client_nonce: str = "", custom_reward_id: str = "",
 ) -> SendResult:
     """Check a message against every rule and, if it passes, fan it out to the room."""
     text = text.translate(_LINE_BREAKS)  # Helix callers may pass newlines; IRC lines cannot hold them
@@ -256,6 +256,8 @@ async def send_message(
     tags: dict[str, str] = {"badge-info": badge_info, "badges": badge_value}
     if client_nonce:
         tags["client-nonce"] = client_nonce
+    if custom_reward_id:  # a channel-points reward's message, as Twitch tags it for bots
+        tags["custom-reward-id"] = custom_reward_id
     tags.update({
         "color": chatter.color, "display-name": chatter.display_name,
         "emotes": emote_rules.emotes_tag(emote_rules.find_emotes(body, usable)),

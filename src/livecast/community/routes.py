@@ -233,6 +233,8 @@ def install(app: FastAPI, platform: Platform) -> None:
                 row = await points.run(platform, lambda db, out: rewards.redeem(
                     db, out, channel_id=cid, reward_id=reward_id, user_id=vid, user_input=text))
                 result: dict[str, Any] = {"redemption_id": row.id, "status": row.status}
+                if row.user_input:
+                    await _say_in_chat(platform, channel, viewer, row.user_input, reward_id)
             elif action == "bet":
                 pid, oid, amount = _str(doc, "prediction_id"), _str(doc, "outcome_id"), _int(doc, "points")
                 stake = await points.run(platform, lambda db, out: _bet(db, out, cid, pid, vid, oid, amount))
@@ -267,6 +269,21 @@ def install(app: FastAPI, platform: Platform) -> None:
             return JSONResponse(await manage(platform, user, action, doc))
         except CommunityError as exc:
             return _refusal(exc)
+
+
+async def _say_in_chat(platform: Platform, channel: User, viewer: User, text: str, reward_id: str) -> None:
+    """A reward's message also goes to chat, tagged ``custom-reward-id`` as on Twitch (bots read
+    redemptions that way). Chat's rules still apply; a refused line does not undo the redemption."""
+    try:
+        from livecast.chat import service as chat
+        from livecast.chat.state import Chatter
+    except ImportError:  # a build without chat
+        return
+    try:
+        await chat.send_message(platform, channel.login, Chatter.from_user(viewer), text,
+                                custom_reward_id=reward_id)
+    except chat.ChatError:
+        return
 
 
 async def _bet(db: AsyncSession, out: Outbox, channel_id: str, prediction_id: str, user_id: str, outcome_id: str,
