@@ -66,7 +66,8 @@ async def create_user(state: ClusterState, login: str, scopes: list[str] | None 
                                                identity.ALL_SCOPES if scopes is None else scopes)
     finally:
         await db.close()
-    return {"user_id": user.id, "login": user.login, "stream_key": key, "token": token.access_token}
+    return {"user_id": user.id, "login": user.login, "stream_key": key, "token": token.access_token,
+            "client_id": app.client_id}
 
 
 def origin_playlist_requests(metrics_text: str) -> float:
@@ -299,3 +300,41 @@ def test_cluster_command_up_status_down(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "livecast.cluster", "status", "--dir", str(tmp_path)],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 1 and "no cluster" in out.stdout
+
+
+async def test_eventsub_session_moves_when_its_api_process_stops(cluster: ClusterState,
+                                                                 http: httpx.AsyncClient) -> None:
+    owner = await create_user(cluster, "es" + uuid.uuid4().hex[:8])
+    api1, edge = cluster.node("api-1"), cluster.edge("edge-1")
+    h = {"Client-Id": owner["client_id"], "Authorization": f"Bearer {owner['token']}"}
+    async with websockets.connect(f"ws://127.0.0.1:{api1.http_port}/ws") as ws:
+        session = (await _next_message(ws, "session_welcome"))["payload"]["session"]
+        r = await http.post(f"{edge.url}/helix/eventsub/subscriptions", headers=h, json={
+            "type": "channel.update", "version": "2", "condition": {"broadcaster_user_id": owner["user_id"]},
+            "transport": {"method": "websocket", "session_id": session["id"]}})
+        assert r.status_code == 202, r.text
+
+        # SIGTERM: the process stops accepting, asks the session to reconnect, waits for it.
+        stopping = asyncio.create_task(asyncio.to_thread(stop_pid, api1.pid))
+        reconnect = await _next_message(ws, "session_reconnect")
+        url = reconnect["payload"]["session"]["reconnect_url"]
+        assert url.startswith(f"ws://127.0.0.1:{edge.port}/ws?")  # through the edge, to a live api node
+        async with websockets.connect(url) as moved:
+            welcome = await _next_message(moved, "session_welcome")
+            assert welcome["payload"]["session"]["id"] == session["id"]
+            await stopping
+            r = await http.patch(f"{edge.url}/helix/channels", params={"broadcaster_id": owner["user_id"]},
+                                 headers=h, json={"title": "after the move"})
+            assert r.status_code == 204, r.text
+            note = await _next_message(moved, "notification")
+            assert note["payload"]["event"]["title"] == "after the move"
+
+
+async def _next_message(ws: Any, kind: str) -> dict[str, Any]:
+    """The next EventSub message of ``kind``, skipping keepalives (for 20 s at most)."""
+    async def find() -> dict[str, Any]:
+        while True:
+            doc: dict[str, Any] = json.loads(await ws.recv())
+            if doc["metadata"]["message_type"] == kind:
+                return doc
+    return await asyncio.wait_for(find(), 20)

@@ -33,15 +33,15 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 EDGE_TEMPLATE = ROOT / "deploy" / "nginx" / "edge.conf"
 
-# (name, roles): the full layout; a smaller one for tests on 2 cores (two API nodes, to show
-# that Helix rate limits hold across them); one origin and its router for bench/edge.py.
+# (name, roles): the full layout; a smaller one for tests on 2 cores (no web node, two API
+# nodes to show that Helix rate limits hold across them); one origin and its router for bench/edge.py.
 LAYOUTS: dict[str, list[tuple[str, str]]] = {
     "full": [
         ("ingest-1", "ingest"), ("ingest-2", "ingest"), ("chat-1", "chat"), ("chat-2", "chat"),
         ("api-1", "api"), ("worker-1", "worker"), ("web-1", "web"),
     ],
     "small": [("ingest-1", "ingest"), ("ingest-2", "ingest"), ("chat-1", "chat"), ("chat-2", "chat"),
-              ("api-1", "api"), ("api-2", "api")],
+              ("api-1", "api"), ("api-2", "api"), ("worker-1", "worker")],
     "video": [("ingest-1", "ingest"), ("api-1", "api")],  # bench/edge.py: one origin and its router
 }
 

@@ -200,7 +200,7 @@ def _peer_ip(transport: asyncio.BaseTransport) -> str:
 
 
 def limited_protocols(limiter: PerIpLimiter, http_class: type[Any], ws_class: type[Any] | None,
-                      header_timeout: float = 10.0) -> tuple[type, Any]:
+                      header_timeout: float = 30.0) -> tuple[type, Any]:
     """Subclasses of uvicorn's HTTP and WebSocket protocols that count connections per address.
 
     ASGI only sees requests, but the resource a flood exhausts is connections (a socket and a

@@ -132,6 +132,11 @@ class Runner:
 
     async def stop(self) -> None:
         event(log, "shutting down")
+        # Stop accepting first (open connections carry on): clients that services now ask to
+        # reconnect elsewhere (chat RECONNECT, EventSub session_reconnect) must not land here
+        # again; with SO_REUSEPORT or a balancer in front, they reach a sibling process.
+        for listener in getattr(self.http, "servers", None) or []:
+            listener.close()
         for service in reversed(self.services):
             try:
                 await asyncio.wait_for(service.stop(), timeout=10)

@@ -57,6 +57,9 @@ class Connection:
     close_code: int | None = None
 
 
+DRAIN_WAIT_S = 5.0  # at shutdown, how long sessions get to reconnect elsewhere
+
+
 class WsManager:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
@@ -244,6 +247,20 @@ class WsManager:
             asked += 1
         return asked
 
+    async def wait_moved(self, timeout: float) -> None:
+        """Until every connection here has been taken over elsewhere (or closed), at most ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            left = []
+            for conn in list(self.connections.values()):
+                raw = await self.platform.bus.get(SESSION_KEY + conn.session_id)
+                if raw is None or json.loads(raw).get("conn") == conn.conn_id:
+                    left.append(conn)
+            if not left:
+                return
+            await asyncio.sleep(0.1)
+
     def _expire(self, conn: Connection) -> None:
         if self.connections.get(conn.session_id) is conn and not conn.moved.is_set():
             task = asyncio.ensure_future(self._close(conn, 4004, "reconnect grace time expired"))
@@ -282,6 +299,10 @@ class WsService:
         return {}
 
     async def stop(self) -> None:
+        """Graceful drain: ask every session to reconnect (to another api process), give the
+        clients a moment to move, then close what is left."""
+        if await self.manager.drain():
+            await self.manager.wait_moved(DRAIN_WAIT_S)
         await self.manager.close()
 
 
