@@ -482,3 +482,17 @@ async def test_widget_hub_shares_one_subscription_per_channel(platform: Platform
     await hub.leave("c1", second)
     await hub.leave("c2", other)
     assert hub.rooms == {}
+
+
+async def test_one_running_prediction_and_poll_even_when_started_together(platform: Platform) -> None:
+    cid = await channel(platform)
+    started = await asyncio.gather(*(start_prediction(platform, cid) for _ in range(5)), return_exceptions=True)
+    assert sum(not isinstance(r, BaseException) for r in started) == 1
+    assert all(isinstance(r, CommunityError) and r.code == "already_active"
+               for r in started if isinstance(r, BaseException))
+
+    async def poll(db: Any, out: Outbox) -> str:
+        return (await polls.create(db, out, channel_id=cid, title="t", choices=["a", "b"], duration=60)).id
+
+    opened = await asyncio.gather(*(run(platform, poll) for _ in range(5)), return_exceptions=True)
+    assert sum(not isinstance(r, BaseException) for r in opened) == 1

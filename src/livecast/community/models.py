@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from livecast.store.base import Base, utcnow
@@ -109,6 +109,11 @@ class Redemption(Base):
 
 class Prediction(Base):
     __tablename__ = "predictions"
+    # At most one running prediction per channel, enforced by the database even when two tools
+    # start one at the same moment (a partial unique index; both backends support them).
+    __table_args__ = (Index("uq_predictions_running", "channel_id", unique=True,
+                            sqlite_where=text("status IN ('ACTIVE', 'LOCKED')"),
+                            postgresql_where=text("status IN ('ACTIVE', 'LOCKED')")),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     channel_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -151,6 +156,8 @@ class PredictionBet(Base):
 
 class Poll(Base):
     __tablename__ = "polls"
+    __table_args__ = (Index("uq_polls_running", "channel_id", unique=True, sqlite_where=text("status = 'ACTIVE'"),
+                            postgresql_where=text("status = 'ACTIVE'")),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     channel_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -179,8 +179,20 @@ def upgrade() -> None:
         batch_op.create_index('ix_reward_redemptions_reward_status', ['reward_id', 'status'], unique=False)
         batch_op.create_index('ix_reward_redemptions_reward_stream_user', ['reward_id', 'stream_key', 'user_id'], unique=False)
 
+    with op.batch_alter_table('polls', schema=None) as batch_op:
+        batch_op.create_index('uq_polls_running', ['channel_id'], unique=True, sqlite_where=sa.text("status = 'ACTIVE'"), postgresql_where=sa.text("status = 'ACTIVE'"))
+
+    with op.batch_alter_table('predictions', schema=None) as batch_op:
+        batch_op.create_index('uq_predictions_running', ['channel_id'], unique=True, sqlite_where=sa.text("status IN ('ACTIVE', 'LOCKED')"), postgresql_where=sa.text("status IN ('ACTIVE', 'LOCKED')"))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('predictions', schema=None) as batch_op:
+        batch_op.drop_index('uq_predictions_running')
+
+    with op.batch_alter_table('polls', schema=None) as batch_op:
+        batch_op.drop_index('uq_polls_running')
+
     with op.batch_alter_table('reward_redemptions', schema=None) as batch_op:
         batch_op.drop_index('ix_reward_redemptions_reward_stream_user')
         batch_op.drop_index('ix_reward_redemptions_reward_status')
