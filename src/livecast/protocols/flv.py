@@ -110,6 +110,7 @@ class VideoConfig:
     level: int
     width: int
     height: int
+    fps: float = 0.0  # from the SPS's VUI timing info; 0 when the encoder left it out
 
 
 @dataclass
@@ -133,8 +134,8 @@ def parse_avc_config(body: bytes) -> VideoConfig:
     sps = avcc[8 : 8 + sps_len]
     if len(sps) != sps_len or sps_len < 4:
         raise FLVError("truncated SPS")
-    width, height = parse_sps_size(sps)
-    return VideoConfig(f"avc1.{profile:02x}{compat:02x}{level:02x}", profile, level, width, height)
+    width, height, fps = parse_sps(sps)
+    return VideoConfig(f"avc1.{profile:02x}{compat:02x}{level:02x}", profile, level, width, height, fps)
 
 
 class _Bits:
@@ -188,6 +189,12 @@ def _unescape(nal: bytes) -> bytes:
 
 def parse_sps_size(sps: bytes) -> tuple[int, int]:
     """Display width and height from an H.264 SPS NAL unit (ITU-T H.264 7.3.2.1.1)."""
+    width, height, _ = parse_sps(sps)
+    return width, height
+
+
+def parse_sps(sps: bytes) -> tuple[int, int, float]:
+    """Display width, height and frame rate (0 if not signalled) from an H.264 SPS NAL unit."""
     r = _Bits(_unescape(sps[1:]))  # skip the NAL header
     profile = r.bits(8)
     r.bits(16)  # constraint flags, level
@@ -242,7 +249,32 @@ def parse_sps_size(sps: bytes) -> tuple[int, int]:
     height = height_units * 16 * height_mul - sub_h * height_mul * (crop[2] + crop[3])
     if width <= 0 or height <= 0:
         raise FLVError("bad SPS size")
-    return width, height
+    return width, height, _vui_fps(r)
+
+
+def _vui_fps(r: _Bits) -> float:
+    """Frame rate from the VUI's timing info (E.1.1); a truncated VUI just means unknown."""
+    try:
+        if not r.bit():  # vui_parameters_present_flag
+            return 0.0
+        if r.bit() and r.bits(8) == 255:  # aspect_ratio_info; Extended_SAR
+            r.bits(32)
+        if r.bit():  # overscan_info_present
+            r.bit()
+        if r.bit():  # video_signal_type_present
+            r.bits(4)
+            if r.bit():
+                r.bits(24)
+        if r.bit():  # chroma_loc_info_present
+            r.ue()
+            r.ue()
+        if r.bit():  # timing_info_present
+            units, scale = r.bits(32), r.bits(32)
+            if units:
+                return scale / (2 * units)
+    except FLVError:
+        pass
+    return 0.0
 
 
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
