@@ -65,6 +65,7 @@ def test_avc_config_from_ffmpeg(tmp_path: Path, size: str, args: list[str], prof
     config = flv.parse_avc_config(header)
     assert f"{config.width}x{config.height}" == size
     assert config.profile == profile and config.codec.startswith(f"avc1.{profile:02x}")
+    assert config.fps == pytest.approx(30)  # x264 writes VUI timing info
 
 
 @pytest.mark.parametrize(("rate", "channels", "args"), [(44100, 1, []), (48000, 2, ["-ar", "48000", "-ac", "2"])])
