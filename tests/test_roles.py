@@ -3,6 +3,7 @@ lets edges find the ingest node holding a stream (in one process, on the memory 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +113,43 @@ async def test_registry_entries_expire_without_refresh(tmp_path: Path) -> None:
 
 async def _gone(platform: Platform, login: str) -> bool:
     return await lookup(platform, login) is None
+
+
+async def test_ingest_drain_keeps_its_streams_and_takes_no_new_ones(tmp_path: Path) -> None:
+    srv = await start_server(tmp_path, roles="ingest", drain_timeout=60)
+    user = await srv.create_user("drainer")
+    ingest = srv.platform.state["ingest"]
+    publisher = await asyncio.create_subprocess_exec(
+        "/usr/bin/ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
+        "-i", "testsrc2=size=160x90:rate=15", "-t", "8", "-c:v", "libx264", "-preset", "ultrafast", "-g", "15",
+        "-f", "flv", f"rtmp://127.0.0.1:{srv.rtmp_port}/app/{user['stream_key']}",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    stopping: asyncio.Task[None] | None = None
+    try:
+        await wait_for(lambda: any(s.publisher is not None for s in ingest.lifecycle.streams.values()), 20)
+        stopping = asyncio.create_task(srv.runner.stop())
+        await wait_for(lambda: _refused(srv.rtmp_port), 10)  # no new publishers
+        live = ingest.lifecycle.streams[user["user_id"]]
+        assert live.publisher is not None and not stopping.done()  # the current one goes on
+        async with httpx.AsyncClient(base_url=srv.http_url) as http:  # and viewers still get it
+            assert (await http.get("/healthz")).status_code == 200
+        assert await publisher.wait() == 0  # ffmpeg published its whole input
+        await asyncio.wait_for(stopping, 30)  # the drain ends when the publisher has left
+    finally:
+        if publisher.returncode is None:
+            publisher.kill()
+            await publisher.wait()
+        if stopping is None:
+            await srv.runner.stop()
+        elif not stopping.done():
+            await stopping
+
+
+async def _refused(port: int) -> bool:
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return True
+    writer.close()
+    return False

@@ -68,6 +68,9 @@ class Settings(BaseModel):
     # ingest node registers it for each stream it holds, for ``registry_ttl`` seconds at a time.
     origin_url: str = ""
     registry_ttl: float = Field(default=10.0, ge=1, le=300)
+    # On SIGTERM, how long this node keeps serving what it has before ending it (an ingest node
+    # keeps its current streams and takes no new ones); a second signal ends it at once. 0: at once.
+    drain_timeout: float = Field(default=0.0, ge=0)
     log_level: str = "INFO"
     log_format: str = "text"
     secret_key: str = ""

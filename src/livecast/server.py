@@ -88,6 +88,7 @@ class Runner:
         self.http: _Uvicorn | None = None
         self.http_task: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
+        self.hurry = asyncio.Event()
         self.ready = asyncio.Event()
 
     async def start(self) -> Platform:
@@ -132,6 +133,7 @@ class Runner:
 
     async def stop(self) -> None:
         event(log, "shutting down")
+        await self._drain()
         # Stop accepting first (open connections carry on): clients that services now ask to
         # reconnect elsewhere (chat RECONNECT, EventSub session_reconnect) must not land here
         # again; with SO_REUSEPORT or a balancer in front, they reach a sibling process.
@@ -150,11 +152,35 @@ class Runner:
             await self.platform.close()
         event(log, "stopped")
 
+    async def _drain(self) -> None:
+        """Graceful drain, before anything stops: services that can (``drain()``: an ingest
+        node keeps publishing streams and takes no new ones) get up to LIVECAST_DRAIN_TIMEOUT
+        seconds. HTTP still accepts meanwhile, since edges keep fetching those streams. A second
+        SIGTERM or SIGINT cuts the drain short."""
+        timeout = self.settings.drain_timeout
+        draining = [svc.drain() for svc in self.services if timeout > 0 and hasattr(svc, "drain")]
+        if not draining:
+            return
+        event(log, "draining", timeout_s=timeout)
+        work = asyncio.ensure_future(asyncio.gather(*draining))
+        hurry = asyncio.ensure_future(self.hurry.wait())
+        await asyncio.wait({work, hurry}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for task in (work, hurry):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        event(log, "drained" if work.done() and not work.cancelled() else "drain cut short")
+
+    def _signal(self) -> None:
+        if self.stopping.is_set():
+            self.hurry.set()  # a second signal: stop now
+        self.stopping.set()
+
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stopping.set)
+                loop.add_signal_handler(sig, self._signal)
         await self.start()
         try:
             await self.stopping.wait()

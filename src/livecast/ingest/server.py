@@ -79,6 +79,16 @@ class IngestService:
         await self.lifecycle.recover()
         return {"rtmp": port}
 
+    async def drain(self) -> None:
+        """Keep the streams being published here and take no new ones: stop listening, then
+        wait until every publisher has left (``stop`` then ends what is left). Publishers that
+        reconnect reach another ingest node through DNS or the balancer in front."""
+        if self._server is not None:
+            self._server.close()
+        event(log, "ingest draining", streams=len(self.lifecycle.streams), connections=len(self._tasks))
+        while self._tasks:
+            await asyncio.sleep(0.2)
+
     async def stop(self) -> None:
         self.lifecycle.closing = True
         if self._server is not None:
