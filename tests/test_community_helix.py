@@ -264,7 +264,8 @@ async def test_widget_stream_carries_live_events(server: Server) -> None:
             async for line in lines:
                 if line.startswith("data: "):
                     doc = json.loads(line[6:])
-                    assert doc["topic"] == "channel.poll.begin" and doc["event"]["title"] == "Pizza?"
+                    # the public state, rendered once for every open page
+                    assert doc["topic"] == "state" and doc["state"]["poll"]["title"] == "Pizza?"
                     break
         queue = await http.get("/api/community/streamer/manage/queue")
         assert queue.status_code == 200 and queue.json()["queue"] == []

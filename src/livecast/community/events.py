@@ -50,15 +50,41 @@ def people(prefix: str, user: User | None, fallback_id: str = "") -> dict[str, s
 
 
 async def publish(platform: Platform, out: Any) -> None:
+    from livecast.community.widgets import STATE_TOPICS
+
+    changed: list[str] = []
     for topic, channel_id, payload in out.events:
         if topic:
             # "_id" (dropped before delivery) keeps two identical payloads apart as two events.
             await publish_event(platform.bus, topic, {**payload, "_id": uuid.uuid4().hex})
-        doc = {"topic": topic or payload.get("type", ""), "event": payload}
-        await platform.bus.publish(widget_topic(channel_id), json.dumps(doc, separators=(",", ":"),
-                                                                        default=str).encode())
+        name = topic or payload.get("type", "")
+        if name in STATE_TOPICS:
+            if channel_id not in changed:
+                changed.append(channel_id)
+            continue  # the rendered state below tells the pages
+        await _to_pages(platform, channel_id, {"topic": name, "event": payload})
+    for channel_id in changed:
+        await _publish_state(platform, channel_id)
     for kind, ref in out.progress:
         _schedule_progress(platform, kind, ref)
+
+
+async def _to_pages(platform: Platform, channel_id: str, doc: dict[str, Any]) -> None:
+    await platform.bus.publish(widget_topic(channel_id), json.dumps(doc, separators=(",", ":"),
+                                                                    default=str).encode())
+
+
+async def _publish_state(platform: Platform, channel_id: str) -> None:
+    """Render the widgets' public part once and push it to every open page of the channel."""
+    from livecast.community import widgets
+
+    try:
+        async with platform.db.session() as db:
+            doc = await widgets.public(db, channel_id)
+    except Exception:  # the change is committed; pages catch up on their next event or load
+        log.exception("community: rendering widget state for %s failed", channel_id)
+        return
+    await _to_pages(platform, channel_id, {"topic": "state", "state": doc})
 
 
 def _schedule_progress(platform: Platform, kind: str, ref: str) -> None:

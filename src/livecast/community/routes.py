@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecast.app import error_response
-from livecast.community import live, points, polls, predictions, rewards
-from livecast.community.models import POLL_ARCHIVED, Poll, PollBallot, Prediction, PredictionBet
+from livecast.community import live, points, polls, predictions, rewards, widgets
+from livecast.community.models import PollBallot, PredictionBet
 from livecast.community.points import CommunityError, Outbox
 from livecast.identity.models import User
 from livecast.platform import Platform
@@ -78,35 +78,21 @@ def _str(doc: dict[str, Any], name: str, default: str | None = None) -> str:
 
 
 async def state(platform: Platform, channel: User, viewer: User | None) -> dict[str, Any]:
-    """Everything the channel page's widgets show, for one viewer."""
+    """Everything the channel page's widgets show, for one viewer (the page's first load)."""
     await points.run(platform, lambda db, out: _expire(db, out, channel.id))
     async with platform.db.session() as db:
-        listed = [r for r in await rewards.list_rewards(db, channel.id) if r.is_enabled]
-        doc: dict[str, Any] = {
-            "channel_id": channel.id, "viewer_id": viewer.id if viewer else None,
-            "balance": await points.balance(db, channel.id, viewer.id) if viewer else None,
-            "rewards": [await rewards.helix_doc(db, r) for r in listed],
-            "prediction": None, "my_bet": None, "poll": None, "my_ballot": None,
-        }
-        pred = (await db.execute(select(Prediction).where(Prediction.channel_id == channel.id)
-                                 .order_by(Prediction.created_at.desc()).limit(1))).scalar_one_or_none()
-        if pred is not None:
-            doc["prediction"] = await predictions.helix_doc(db, pred)
-            doc["prediction"]["locks_at"] = pred.locks_at.isoformat()
-            if viewer is not None:
-                stake = await db.get(PredictionBet, (pred.id, viewer.id))
-                if stake is not None:
-                    doc["my_bet"] = {"outcome_id": stake.outcome_id, "points": int(stake.points), "won": int(stake.won)}
-        poll = (await db.execute(select(Poll).where(Poll.channel_id == channel.id, Poll.status != POLL_ARCHIVED)
-                                 .order_by(Poll.started_at.desc()).limit(1))).scalar_one_or_none()
-        if poll is not None:
-            doc["poll"] = await polls.helix_doc(db, poll)
-            doc["poll"]["ends_at"] = poll.ends_at.isoformat()
-            if viewer is not None:
-                ballot = await db.get(PollBallot, (poll.id, viewer.id))
-                if ballot is not None:
-                    doc["my_ballot"] = {"choice_id": ballot.choice_id, "paid_votes": int(ballot.paid_votes)}
+        doc = await widgets.public(db, channel.id)
+        pred, poll = doc["prediction"], doc["poll"]
+        doc.update(await widgets.personal(db, channel.id, viewer.id if viewer else None,
+                                          pred["id"] if pred else None, poll["id"] if poll else None))
     return doc
+
+
+async def mine(platform: Platform, channel: User, viewer: User | None) -> dict[str, Any]:
+    """Only the viewer's own part: what a page refetches when its balance or stake changed."""
+    async with platform.db.session() as db:
+        pred_id, poll_id = await widgets.latest_ids(db, channel.id)
+        return await widgets.personal(db, channel.id, viewer.id if viewer else None, pred_id, poll_id)
 
 
 async def _expire(db: AsyncSession, out: Outbox, channel_id: str) -> None:
@@ -211,6 +197,14 @@ def install(app: FastAPI, platform: Platform) -> None:
         except CommunityError as exc:
             return _refusal(exc)
         return JSONResponse(await state(platform, channel, await current_user(request)))
+
+    @app.get("/api/community/{login}/me", include_in_schema=False)
+    async def community_mine(login: str, request: Request) -> Response:
+        try:
+            channel = await _channel(platform, login)
+        except CommunityError as exc:
+            return _refusal(exc)
+        return JSONResponse(await mine(platform, channel, await current_user(request)))
 
     @app.get("/api/community/{login}/events", include_in_schema=False)
     async def community_events(login: str, request: Request) -> Response:

@@ -1,9 +1,10 @@
 /* Channel points, predictions and polls on the channel page.
  *
- * State comes from GET /api/community/{login}; changes arrive as server-sent events from
- * /api/community/{login}/events. Progress events (bets, votes) carry the new totals and are
- * applied in place; anything else (a new prediction, a lock, an end, a redemption, this
- * viewer's balance) refetches the state. User-provided text is only ever set as textContent.
+ * The first state comes from GET /api/community/{login}; changes arrive as server-sent events
+ * from /api/community/{login}/events: a "state" message carries the public part rendered once on
+ * the server (new prediction, lock, end, redemptions, reward edits), progress events carry new
+ * totals and are applied in place, and only changes to this viewer's own balance or stake make
+ * the page fetch /me. User-provided text is only ever set as textContent.
  */
 (function () {
   "use strict";
@@ -61,7 +62,7 @@
           input = window.prompt(r.prompt || r.title) || "";
           if (!input.trim()) return;
         }
-        post("redeem", { reward_id: r.id, user_input: input }).then(function (doc) { if (doc) refetch(); });
+        post("redeem", { reward_id: r.id, user_input: input });
       });
       box.appendChild(btn);
     });
@@ -114,7 +115,7 @@
       go.type = "button";
       go.addEventListener("click", function () {
         post("bet", { prediction_id: p.id, outcome_id: item.id, points: parseInt(amount.value, 10) || 0 })
-          .then(function (doc) { if (doc) { state.my_bet = doc; refetch(); } });
+          .then(function (doc) { if (doc) refetchMine(); });
       });
       item.row.appendChild(amount);
       item.row.appendChild(go);
@@ -150,7 +151,7 @@
       var go = el("button", "lc-btn lc-btn-small lc-btn-primary", label);
       go.type = "button";
       go.addEventListener("click", function () {
-        post("vote", { poll_id: poll.id, choice_id: item.id, votes: 1 }).then(function (doc) { if (doc) refetch(); });
+        post("vote", { poll_id: poll.id, choice_id: item.id, votes: 1 }).then(function (doc) { if (doc) refetchMine(); });
       });
       item.row.appendChild(go);
     });
@@ -195,6 +196,35 @@
     return false;
   }
 
+  /* Only this viewer's part (balance, stake, ballot): after a change that concerns them. */
+  var refreshingMine = null;
+  function refetchMine() {
+    if (!cfg.viewer) return Promise.resolve();
+    if (refreshingMine) return refreshingMine;
+    refreshingMine = fetch(base + "/me", { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (doc) {
+        if (!doc || !state) return;
+        state.balance = doc.balance; state.my_bet = doc.my_bet; state.my_ballot = doc.my_ballot;
+        render();
+      })
+      .catch(function () {})
+      .then(function () { refreshingMine = null; });
+    return refreshingMine;
+  }
+
+  /* A new public state, rendered once on the server for every page: keep our own part, unless
+     it belonged to a prediction or poll that is no longer the current one. */
+  function applyState(pub) {
+    var hadBet = state.my_bet, hadBallot = state.my_ballot;
+    state.rewards = pub.rewards; state.prediction = pub.prediction; state.poll = pub.poll;
+    if (hadBet && (!pub.prediction || hadBet.prediction_id !== pub.prediction.id)) state.my_bet = null;
+    if (hadBallot && (!pub.poll || hadBallot.poll_id !== pub.poll.id)) state.my_ballot = null;
+    render();
+    var settled = state.my_bet && pub.prediction && (pub.prediction.status === "RESOLVED" || pub.prediction.status === "CANCELED");
+    if (settled) refetchMine();
+  }
+
   function listen() {
     if (!window.EventSource) return;
     var source = new EventSource(base + "/events");
@@ -202,10 +232,11 @@
       var doc;
       try { doc = JSON.parse(msg.data); } catch (e) { return; }
       if (!state) return;
+      if (doc.topic === "state") { applyState(doc.state); return; }
       if (applyProgress(doc.topic, doc.event)) return;
-      if (doc.topic === "balance" && doc.event.user_id !== state.viewer_id) return;
-      refetch();
+      if (doc.topic === "balance" && doc.event.user_id === state.viewer_id) refetchMine();
     };
+    source.onopen = function () { refetch(); };  /* after a reconnect, catch up on what was missed */
   }
 
   document.getElementById("cm-points-toggle").addEventListener("click", function () {
@@ -214,5 +245,6 @@
     this.setAttribute("aria-expanded", String(!box.hidden));
   });
   refetch().then(listen);
+  window.livecastCommunityMine = refetchMine;
   window.livecastCommunity = { refetch: refetch, state: function () { return state; } };
 })();
