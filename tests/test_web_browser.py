@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,8 @@ from tests.conftest import Server, wait_for
 from tests.test_web_pages import go_live, signed_in
 
 CHROMIUM = "/usr/bin/chromium"
+# Screenshots for a person to look at (CI keeps them as artifacts; git ignores the folder).
+SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -54,6 +57,11 @@ async def open_channel(ctx: BrowserContext, server: Server, login: str) -> Page:
     page = await ctx.new_page()
     await page.goto(f"{server.http_url}/{login}")
     return page
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 async def chatter(server: Server, login: str) -> Chatter:
@@ -279,6 +287,9 @@ async def test_live_stream_plays_then_reconnects_then_ends(server: Server, brows
         assert heartbeats[0].status == 200 and (await heartbeats[0].json())["counted"] is True
         await expect(page.locator("#latency")).to_have_text(re.compile(r"Latency: \d+\.\d s"), timeout=10_000)
         assert await page.evaluate("window.livecast.player.hls.config.lowLatencyMode") is True
+        latency = float((await page.locator("#latency").inner_text()).split()[1])
+        assert latency < 5.0, latency  # LL-HLS: a few parts behind live, not segments
+        await shot(page, "channel")
         # Picking a rendition by hand switches hls.js to it.
         await page.select_option("#quality", "0")
         assert await page.evaluate("window.livecast.player.hls.currentLevel") == 0
@@ -295,11 +306,13 @@ async def test_live_stream_plays_then_reconnects_then_ends(server: Server, brows
         await expect(dash.locator('[data-key="transcoding"]')).to_be_visible()
         fps = float((await dash.locator('[data-key="fps"] dd').inner_text()).split()[0])
         assert 20 <= fps <= 40, fps
+        await shot(dash, "dashboard")
         # ... and the home page's card shows the live thumbnail the origin cut from the stream.
         await dash.goto(f"{server.http_url}/")
         thumb = dash.locator('.lc-card[data-login="broadcaster1"] .lc-thumb img')
         await expect(thumb).to_have_attribute("src", "/hls/broadcaster1/thumbnail-440x248.jpg")
         await wait_for(lambda: thumb.evaluate("img => img.complete && img.naturalWidth === 440"), timeout=15)
+        await shot(dash, "home")
         await dash.close()
 
         # The publisher drops: "Reconnecting…" inside the window, then offline when it closes.

@@ -35,6 +35,7 @@ COMPONENTS: list[str] = [
     "livecast.chat.web",
     "livecast.discovery.routes",
     "livecast.community.routes",
+    "livecast.vod.routes",  # Helix videos and clips, VOD playback, clip files and pages
     "livecast.web.pages",  # keep last: /{login} matches any single path segment
 ]
 

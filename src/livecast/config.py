@@ -93,6 +93,13 @@ class Settings(BaseModel):
     ladder: tuple[Rendition, ...] = DEFAULT_LADDER
     ffmpeg: str = "ffmpeg"
     playlist_window: int = Field(default=6, ge=3)
+    # VODs and clips (livecast/vod, livecast/clips)
+    vod_renditions: tuple[str, ...] = ()  # renditions archived; empty: every rendition the stream has
+    vod_retention_days: int = Field(default=7, ge=0)  # archives of other channels; 0 keeps them forever
+    vod_partner_retention_days: int = Field(default=60, ge=0)  # partners' archives
+    vod_retention_interval: float = Field(default=300.0, gt=0)  # seconds between retention sweeps
+    archive_queue_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)  # pending uploads per node
+    clip_buffer_seconds: float = Field(default=90.0, ge=10)  # recent source media kept in memory per stream
     # API
     helix_rate_limit: int = Field(default=800, ge=1)
     eventsub_allow_private_callbacks: bool = False
@@ -149,6 +156,13 @@ class Settings(BaseModel):
     def _exempt(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         # An empty environment variable means "unset", so "none" is how to exempt nobody.
         return tuple(ip for ip in value if ip.lower() != "none")
+
+    @field_validator("vod_renditions", mode="before")
+    @classmethod
+    def _vod_renditions(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(r.strip() for r in value.split(",") if r.strip())
+        return value
 
     @field_validator("log_level")
     @classmethod

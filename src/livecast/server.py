@@ -42,6 +42,7 @@ class Service(Protocol):
 
 # (role, "module:factory"); a factory takes the Platform and returns a Service.
 SERVICES: list[tuple[str, str]] = [
+    ("ingest", "livecast.vod.archive:create_service"),  # before media: stops after every stream ended
     ("ingest", "livecast.media.service:create_service"),
     ("ingest", "livecast.ingest.server:create_service"),
     ("ingest", "livecast.delivery.registry:create_service"),  # after media: stops (unregisters) first
@@ -49,6 +50,7 @@ SERVICES: list[tuple[str, str]] = [
     ("worker", "livecast.api.eventsub.worker:create_service"),
     ("worker", "livecast.subscriptions.worker:create_service"),
     ("worker", "livecast.discovery.worker:create_service"),
+    ("worker", "livecast.vod.worker:create_service"),
     ("worker", "livecast.community.worker:create_service"),
     ("api", "livecast.api.eventsub.websocket:create_service"),
 ]

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from livecast import metrics
@@ -89,6 +90,8 @@ class StreamSession:
         )
         self.live = live
         self.service.streams[self.info.login.lower()] = live
+        for listener in self.service.live_listeners:  # the VOD archive attaches its hooks here
+            listener(self.info, live)
         transcoder = Transcoder(
             s.ffmpeg, plan, fmt, segment_duration=s.segment_duration, part_duration=s.part_duration,
             on_init=live.on_init, on_fragment=live.on_fragment, label=self.info.login,
@@ -145,6 +148,10 @@ class MediaService:
         self.streams: dict[str, LiveStream] = {}
         self.sessions: set[StreamSession] = set()
         self.used = 0
+        # called with each stream's LiveStream as soon as it exists (before any media flows);
+        # kept in platform.state so a service started before this one (the archive) can register
+        self.live_listeners: list[Callable[[StreamInfo, LiveStream], None]] = platform.state.setdefault(
+            "media.live_listeners", [])
         platform.state["media"] = self
 
     # MediaService protocol ------------------------------------------------------------------

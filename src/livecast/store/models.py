@@ -8,5 +8,6 @@ from livecast.identity import models as _identity  # noqa: F401
 from livecast.ingest import models as _ingest  # noqa: F401
 from livecast.store.base import Base
 from livecast.subscriptions import models as _subscriptions  # noqa: F401
+from livecast.vod import models as _vod  # noqa: F401
 
 metadata = Base.metadata
