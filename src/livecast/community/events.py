@@ -7,7 +7,9 @@ field for field) and ``community.<channel id>`` for the widgets' server-sent eve
 
 Progress (``channel.prediction.progress``, ``channel.poll.progress``) is coalesced: a burst of
 a thousand bets becomes one event per :data:`PROGRESS_DELAY` with the totals read after the
-burst, not a thousand events with totals that are stale on arrival.
+burst, not a thousand events with totals that are stale on arrival. The widgets' rendered
+public state (see :mod:`widgets`) is coalesced the same way, so a rush of redemptions renders
+it a few times a second, not once per redemption.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ async def publish(platform: Platform, out: Any) -> None:
             continue  # the rendered state below tells the pages
         await _to_pages(platform, channel_id, {"topic": name, "event": payload})
     for channel_id in changed:
-        await _publish_state(platform, channel_id)
+        _schedule_progress(platform, "state", channel_id)
     for kind, ref in out.progress:
         _schedule_progress(platform, kind, ref)
 
@@ -98,6 +100,9 @@ def _schedule_progress(platform: Platform, kind: str, ref: str) -> None:
 async def _progress(platform: Platform, kind: str, ref: str, pending: dict[str, Any], key: str) -> None:
     await asyncio.sleep(PROGRESS_DELAY)
     pending.pop(key, None)  # bets after this point schedule the next one
+    if kind == "state":
+        await _publish_state(platform, ref)
+        return
     try:
         from livecast.community import points, polls, predictions
 
