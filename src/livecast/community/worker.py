@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecast import metrics
-from livecast.community import points, polls, predictions
+from livecast.community import events, points, polls, predictions
 from livecast.community.points import Outbox
 from livecast.platform import Platform
 
@@ -55,6 +55,9 @@ class CommunityWorker:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # Coalesced progress and widget-state events still pending go out before the database
+        # closes (services stop before the platform does).
+        await events.drain(self.platform)
 
     async def _watch(self, sub: Any) -> None:
         async for _, data in sub:
