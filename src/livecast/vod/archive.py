@@ -40,7 +40,7 @@ from livecast.vod.models import ARCHIVE, GAP, READY, RECORDING, STORED, Video, V
 
 log = logging.getLogger("livecast.vod")
 
-RETRY_MIN_S, RETRY_MAX_S = 0.25, 5.0
+RETRY_MIN_S, RETRY_MAX_S = 0.25, 2.0
 THUMBNAIL_SEQ = 1  # the second segment: past any black fade-in at the very start
 STOP_DRAIN_S = 8.0
 

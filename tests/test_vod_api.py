@@ -1,0 +1,218 @@
+"""Helix videos and clips without media: Twitch's shapes and errors, ids that look like paths,
+retention, and the clip job queue on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from livecast.store.base import utcnow
+from livecast.store.db import Database
+from livecast.vod import jobs
+from livecast.vod.models import HIGHLIGHT, READY, RECORDING, Video, VodJob, VodSegment
+from livecast.vod.playlist import twitch_duration
+from livecast.vod.service import sweep_retention
+from tests.conftest import Server
+
+
+def _headers(user: dict[str, Any]) -> dict[str, str]:
+    return {"Client-Id": user["client_id"], "Authorization": f"Bearer {user['token']}"}
+
+
+async def _video(server: Server, user_id: str, video_id: str, *, seconds: float = 3723.0, status: str = READY,
+                 created: dt.datetime | None = None, expires: dt.datetime | None = None, type: str = "archive",
+                 deleted: bool = False) -> None:
+    """A stored past broadcast: a row, one segment row and its objects."""
+    created = created or utcnow()
+    async with server.platform.db.session() as db:
+        db.add(Video(id=video_id, user_id=user_id, stream_id="9" + video_id, type=type, status=status,
+                     title=f"video {video_id}", duration=seconds, created_at=created, published_at=created,
+                     expires_at=expires, renditions={"source": {"codecs": "avc1.64000c"}},
+                     deleted_at=utcnow() if deleted else None))
+    async with server.platform.db.session() as db:
+        db.add(VodSegment(video_id=video_id, rendition="source", seq=0, init_id=1, offset=0.0, duration=seconds,
+                          start_at=created, size=3))
+    await server.platform.storage.put(f"vods/{video_id}/source/init1.mp4", b"init")
+    await server.platform.storage.put(f"vods/{video_id}/source/0.m4s", b"seg")
+
+
+def test_twitch_duration_format() -> None:
+    assert twitch_duration(3723.9) == "1h2m3s"
+    assert twitch_duration(240) == "4m0s"
+    assert twitch_duration(17.2) == "17s"
+    assert twitch_duration(0) == "0s"
+
+
+async def test_clip_errors_like_twitch(server: Server) -> None:
+    alice = await server.create_user("alice")
+    bob = await server.create_user("bob")
+    no_clips = await server.create_user("noscope", scopes=["chat:read"])
+    await _video(server, bob["user_id"], "700000000001")
+    await _video(server, bob["user_id"], "700000000002", deleted=True)
+    async with httpx.AsyncClient(base_url=server.http_url, headers=_headers(alice)) as http:
+        # an offline channel without any VOD
+        r = await http.post("/helix/clips", params={"broadcaster_id": alice["user_id"]})
+        assert r.status_code == 404
+        assert r.json() == {"error": "Not Found", "status": 404,
+                            "message": "The broadcaster in the broadcaster_id query parameter must be broadcasting live."}
+        # durations outside 5..60 s
+        for duration in ("0", "600", "4.9", "60.5"):
+            r = await http.post("/helix/clips", params={"broadcaster_id": bob["user_id"], "duration": duration})
+            assert r.status_code == 400 and "duration" in r.json()["message"], duration
+        # someone else's deleted VOD, and a VOD that is not the broadcaster's, are simply not found
+        r = await http.post("/helix/clips", params={"broadcaster_id": bob["user_id"], "vod_id": "700000000002",
+                                                    "vod_offset": 10})
+        assert r.status_code == 404 and r.json()["message"] == "The VOD in vod_id was not found"
+        r = await http.post("/helix/clips", params={"broadcaster_id": alice["user_id"], "vod_id": "700000000001",
+                                                    "vod_offset": 10})
+        assert r.status_code == 404
+        # an offset that leaves less than 5 s, a negative one, a missing one
+        for offset in ("3720", "-1"):
+            r = await http.post("/helix/clips", params={"broadcaster_id": bob["user_id"], "vod_id": "700000000001",
+                                                        "vod_offset": offset})
+            assert r.status_code == 400, offset
+        r = await http.post("/helix/clips", params={"broadcaster_id": bob["user_id"], "vod_id": "700000000001"})
+        assert r.status_code == 400
+        r = await http.post("/helix/clips", params={"broadcaster_id": "not-a-user"})
+        assert r.status_code == 400
+        r = await http.post("/helix/clips", params={"broadcaster_id": bob["user_id"]},
+                            headers=_headers(no_clips))
+        assert r.status_code == 401 and r.json()["message"] == "Missing scope: clips:edit"
+        # a good VOD clip is accepted at once
+        r = await http.post("/helix/clips", params={"broadcaster_id": bob["user_id"], "vod_id": "700000000001",
+                                                    "vod_offset": 60, "duration": 15})
+        assert r.status_code == 202
+        (created,) = r.json()["data"]
+        assert created["edit_url"] == f"{server.http_url}/bob/clip/{created['id']}?edit=1"
+        # ... and is not listed until it is ready (this server has nothing to cut it from)
+        r = await http.get("/helix/clips", params={"id": created["id"]})
+        assert r.status_code == 200 and r.json() == {"data": [], "pagination": {}}
+        r = await http.get("/helix/clips", params={"broadcaster_id": bob["user_id"], "game_id": "1"})
+        assert r.status_code == 400
+        r = await http.get("/helix/clips", params={"broadcaster_id": bob["user_id"], "started_at": "yesterday"})
+        assert r.status_code == 400
+
+
+PATH_LIKE = [
+    "/vods/..%2F..%2Fetc/master.m3u8", "/vods/%2e%2e/source/playlist.m3u8", "/vods/700000000003/..%2F..%2F/0.m4s",
+    "/vods/700000000003/source/..%2Finit1.mp4", "/vods/700000000003/source/%2E%2E%2F%2E%2E%2Fx.m4s",
+    "/vods/700000000003/source/-1.m4s", "/clips/..%2F..%2Fetc%2Fpasswd/clip.mp4", "/clips/abc/..%2Fclip.mp4",
+    "/vods/700000000003/..%5Csource/playlist.m3u8", "/vods/700000000003/thumb-1x1.jpg%2F..",
+    "/vods/700000000003/source/..%2F..%2F..%2Fsecret.m4s", "/embed/clip/..%2F..%2Fsecret",
+]
+
+
+async def test_path_like_ids_never_reach_storage(server: Server, tmp_path: Path) -> None:
+    user = await server.create_user("pathy")
+    await _video(server, user["user_id"], "700000000003")
+    secret = tmp_path / "var" / "secret.m4s"
+    secret.write_bytes(b"must not be served")
+    async with httpx.AsyncClient(base_url=server.http_url, headers=_headers(user)) as http:
+        for path in PATH_LIKE:
+            r = await http.get(path)
+            assert r.status_code == 404 and b"must not be served" not in r.content, path
+        r = await http.get("/helix/videos", params={"id": "../../secret"})
+        assert r.status_code == 404
+        r = await http.post("/helix/clips", params={"broadcaster_id": user["user_id"], "vod_id": "../secret",
+                                                    "vod_offset": 1})
+        assert r.status_code == 404
+        # the well-formed path to the same video works
+        assert (await http.get("/vods/700000000003/source/0.m4s")).content == b"seg"
+
+
+async def test_get_and_delete_videos(server: Server) -> None:
+    owner = await server.create_user("owner")
+    other = await server.create_user("other")
+    base = utcnow() - dt.timedelta(hours=1)
+    for i in range(3):
+        await _video(server, owner["user_id"], f"70000000001{i}", created=base + dt.timedelta(minutes=i))
+    await _video(server, owner["user_id"], "700000000020", type=HIGHLIGHT, seconds=42)
+    await _video(server, owner["user_id"], "700000000021", status=RECORDING)
+    async with httpx.AsyncClient(base_url=server.http_url, headers=_headers(owner)) as http:
+        r = await http.get("/helix/videos", params={"user_id": owner["user_id"], "type": "archive", "first": 2})
+        page = r.json()
+        assert [v["id"] for v in page["data"]] == ["700000000021", "700000000012"]  # newest first
+        doc = page["data"][1]
+        assert doc["duration"] == "1h2m3s" and doc["type"] == "archive" and doc["user_login"] == "owner"
+        assert doc["stream_id"] == "9700000000012" and doc["viewable"] == "public" and doc["muted_segments"] is None
+        assert doc["url"].endswith("/videos/700000000012") and doc["thumbnail_url"] == ""
+        r = await http.get("/helix/videos", params={"user_id": owner["user_id"], "type": "archive", "first": 2,
+                                                    "after": page["pagination"]["cursor"]})
+        assert [v["id"] for v in r.json()["data"]] == ["700000000011", "700000000010"]
+        assert r.json()["pagination"] == {}
+        r = await http.get("/helix/videos", params={"id": ["700000000020", "700000000011"]})
+        assert sorted(v["id"] for v in r.json()["data"]) == ["700000000011", "700000000020"]
+        assert {v["type"] for v in r.json()["data"]} == {"archive", "highlight"}
+        assert (await http.get("/helix/videos", params={"id": "700000000099"})).status_code == 404
+        assert (await http.get("/helix/videos")).status_code == 400
+        assert (await http.get("/helix/videos", params={"user_id": "1", "game_id": "2"})).status_code == 400
+        assert (await http.get("/helix/videos", params={"user_id": "1", "after": "garbage!"})).status_code == 400
+
+        # deletion: only the owner, never while recording, all or nothing
+        r = await http.delete("/helix/videos", params={"id": "700000000010"}, headers=_headers(other))
+        assert r.status_code == 403
+        assert await server.platform.storage.get("vods/700000000010/source/0.m4s") == b"seg"
+        r = await http.delete("/helix/videos", params={"id": "700000000021"})
+        assert r.status_code == 400
+        r = await http.delete("/helix/videos", params={"id": ["700000000010", "700000000011"]})
+        assert r.status_code == 200 and r.json() == {"data": ["700000000010", "700000000011"]}
+        assert await server.platform.storage.list("vods/700000000010/") == []
+        assert (await http.get("/vods/700000000010/source/playlist.m3u8")).status_code == 404
+        assert (await http.get("/helix/videos", params={"id": "700000000010"})).status_code == 404
+        assert (await http.delete("/helix/videos", params={"id": "700000000010"})).status_code == 404
+
+
+async def test_retention_by_channel_type(server: Server) -> None:
+    s = server.platform.settings
+    assert s.vod_partner_retention_days > s.vod_retention_days > 0
+    user = await server.create_user("keeper")
+    old = utcnow() - dt.timedelta(days=s.vod_retention_days + 1)
+    await _video(server, user["user_id"], "700000000030", created=old, expires=utcnow() - dt.timedelta(hours=1))
+    await _video(server, user["user_id"], "700000000031", created=old, expires=utcnow() + dt.timedelta(days=50))
+    await _video(server, user["user_id"], "700000000032", created=old, type=HIGHLIGHT)
+    await _video(server, user["user_id"], "700000000033", created=old, status=RECORDING,
+                 expires=utcnow() - dt.timedelta(hours=1))
+    assert await sweep_retention(server.platform) == 1
+    assert await server.platform.storage.list("vods/700000000030/") == []
+    for kept in ("700000000031", "700000000032", "700000000033"):
+        assert await server.platform.storage.list(f"vods/{kept}/") != []
+    async with server.platform.db.session() as db:
+        gone = await db.get(Video, "700000000030")
+        assert gone is not None and gone.deleted_at is not None  # a tombstone answers "not found" forever
+
+
+async def test_job_queue_claims_once_and_backs_off(database: Database) -> None:
+    now = utcnow()
+    async with database.session() as db:
+        for i in range(6):
+            await jobs.enqueue(db, "clip", f"clip{i}", run_at=now)
+
+    async def claim(worker: str) -> list[str]:
+        async with database.session() as db:
+            return await jobs.claim(db, worker, now, limit=2)
+
+    batches = await asyncio.gather(*(claim(f"w{i}") for i in range(4)))
+    claimed = [j for batch in batches for j in batch]
+    assert len(claimed) == len(set(claimed)) == 6  # every job once, nobody twice
+    owner = {j: f"w{i}" for i, batch in enumerate(batches) for j in batch}
+    first = claimed[0]
+    async with database.session() as db:
+        assert await jobs.finish(db, first, "somebody-else", now) is False  # not our lease
+        assert await jobs.finish(db, first, owner[first], now) is True
+        await jobs.postpone(db, claimed[1], owner[claimed[1]], now, 0.5)
+        assert await jobs.retry_later(db, claimed[2], owner[claimed[2]], now, "boom") is False
+    async with database.session() as db:
+        postponed = await db.get(VodJob, claimed[1])
+        failed_once = await db.get(VodJob, claimed[2])
+        assert postponed is not None and postponed.status == "pending" and postponed.attempts == 0
+        assert failed_once is not None and failed_once.status == "pending" and failed_once.run_at > now
+        assert failed_once.last_error == "boom"
+    # a worker that died: its lease runs out and another worker takes the job
+    later = now + jobs.LEASE + dt.timedelta(seconds=1)
+    async with database.session() as db:
+        retaken = await jobs.claim(db, "w-new", later, limit=10)
+    assert claimed[3] in retaken and first not in retaken
