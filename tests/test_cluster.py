@@ -29,13 +29,15 @@ import m3u8
 import pytest
 import websockets
 
-from livecast.cluster import ClusterState, down, stop_pid, up
+from livecast.cluster import ClusterState, Node, down, stop_pid, up
 from livecast.config import load_settings
 from livecast.identity import service as identity
 from livecast.protocols import irc
 from livecast.store.db import Database
 from tests.conftest import REDIS_URL, create_pg_database, drop_pg_database, wait_for
+from tests.test_chat_clients import NodeScript
 
+ROOT = Path(__file__).resolve().parent.parent
 FFMPEG = "/usr/bin/ffmpeg"
 FFPROBE = "/usr/bin/ffprobe"
 RATE_LIMIT = 20  # Helix points per minute per client id, low so that a test can spend them
@@ -268,22 +270,47 @@ async def test_chat_and_bans_cross_chat_processes_and_the_edge(cluster: ClusterS
         await on1.expect("CLEARCHAT", lambda m: m.params[-1] == viewer["login"])
         await wait_for(lambda: _banned_here(on1, room), timeout=10, interval=0.5)
 
-        # Stopping chat process 1 tells its clients to reconnect; they land on process 2 through
-        # the edge and miss nothing sent after that.
-        stop_pid(chat1.pid)
-        await on1.expect("RECONNECT")
-        moved = await WsChat.connect(f"ws://127.0.0.1:{cluster.edge('edge-1').port}/")
+        # tmi.js through the edge; stopping the chat process it landed on sends RECONNECT, and
+        # tmi.js comes back through the edge to the other process and misses nothing after that.
+        edge = cluster.edge("edge-1")
+        fan = await create_user(cluster, "tmi" + suffix, ["chat:read", "chat:edit"])
+        before = {n.name: await _ws_connections(n) for n in (chat1, chat2)}
+        node = NodeScript(await asyncio.create_subprocess_exec(
+            "/usr/bin/node", str(ROOT / "tests/js/cluster_tmi.js"), str(edge.port), fan["login"], fan["token"],
+            room, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE))
+        sender: WsChat | None = None
         try:
-            await moved.login(other["login"], other["token"], room)
-            await on2.send(f"PRIVMSG #{room} :after the move")
-            await moved.expect("PRIVMSG", lambda m: m.params[-1] == "after the move")
-            await moved.send(f"PRIVMSG #{room} :from the moved client")
-            await on2.expect("PRIVMSG", lambda m: m.params[-1] == "from the moved client")
+            await node.expect(event="joined")
+            after = {n.name: await _ws_connections(n) for n in (chat1, chat2)}
+            holder = next(n for n in (chat1, chat2) if after[n.name] > before[n.name])
+            survivor = chat2 if holder is chat1 else chat1
+            await asyncio.to_thread(stop_pid, holder.pid)
+            await node.expect(event="disconnected")
+            await wait_for(lambda: sum(e["event"] == "joined" for e in node.events) >= 2, timeout=20)
+            sender = await WsChat.connect(f"ws://127.0.0.1:{survivor.http_port}/")
+            await sender.login(other["login"], other["token"], room)
+            for i in range(5):
+                await sender.send(f"PRIVMSG #{room} :after the move {i}")
+            for i in range(5):
+                await node.expect(event="message", message=f"after the move {i}")
+            node.send(op="say", text="from tmi.js after the move")
+            await sender.expect("PRIVMSG", lambda m: m.params[-1] == "from tmi.js after the move")
         finally:
-            await moved.close()
+            await node.close()
+            if sender is not None:
+                await sender.close()
     finally:
         for client in (on1, on2, via_edge):
             await client.close()
+
+
+async def _ws_connections(node: Node) -> float:
+    """Open IRC-over-WebSocket connections on one chat process, from its /metrics."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{node.url}/metrics")).text
+    line = next((x for x in text.splitlines() if x.startswith('livecast_chat_connections{transport="websocket"}')),
+                "none 0")
+    return float(line.rsplit(" ", 1)[1])
 
 
 async def _banned_here(client: WsChat, room: str) -> bool:
