@@ -25,7 +25,15 @@ import pytest
 
 from tests.conftest import REDIS_URL, Server, create_pg_database, drop_pg_database, start_server, wait_for
 from tests.test_chat_tcp import Client
-from tests.test_ingest_e2e import _status, bus_events, ffmpeg_publish, finish, streams_of, topics
+from tests.test_ingest_e2e import (
+    RawPublisher,
+    _status,
+    bus_events,
+    ffmpeg_publish,
+    finish,
+    streams_of,
+    topics,
+)
 
 
 class TcpProxy:
@@ -123,7 +131,7 @@ async def pg_proxy() -> AsyncIterator[tuple[TcpProxy, str]]:
 async def test_postgres_outage_under_api_load_is_503_then_recovers(
         tmp_path: Path, pg_proxy: tuple[TcpProxy, str]) -> None:
     proxy, url = pg_proxy
-    srv = await start_server(tmp_path, database_url=url, roles="api,web,chat")
+    srv = await start_server(tmp_path, database_url=url, roles="api,web,chat,ingest")
     try:
         alice = await srv.create_user("alice")
         auth = helix(alice["token"], alice["client_id"])
@@ -149,6 +157,12 @@ async def test_postgres_outage_under_api_load_is_503_then_recovers(
             assert notice.tags.get("msg-id") == "msg_service_unavailable"
             await wait_for(lambda: chat.eof, timeout=20)
             await chat.close()
+            # An encoder's stream key cannot be checked: it is told to retry, as OBS then does.
+            pub = await RawPublisher.connect(srv.rtmp_port)
+            status = await pub.publish(alice["stream_key"])
+            assert (status["code"], status["description"]) == ("NetStream.Publish.Rejected",
+                                                               "service unavailable, try again later")
+            pub.writer.close()
 
             await proxy.restore()  # the same process, no restart
 
@@ -214,6 +228,69 @@ async def test_redis_outage_under_chat_is_survived(tmp_path: Path) -> None:
 
 async def _healthy(http: httpx.AsyncClient) -> bool:
     return (await http.get("/healthz")).status_code == 200
+
+
+async def test_redis_outage_under_a_live_stream(tmp_path: Path) -> None:
+    """The publisher keeps publishing and viewers keep watching through a bus outage; a new
+    publisher is told to retry; afterwards it is the same stream."""
+    proxy = _proxy_for(REDIS_URL)
+    await proxy.start()
+    srv = await start_server(tmp_path, bus_url=proxy.url_for(REDIS_URL))
+    proc: asyncio.subprocess.Process | None = None
+    try:
+        caster, other = await srv.create_user("steady"), await srv.create_user("latecomer")
+        proc = await ffmpeg_publish(srv.rtmp_port, caster["stream_key"], 60, size="320x180")
+        async with httpx.AsyncClient(base_url=srv.http_url, timeout=30) as http:
+            await wait_for(lambda: _playlist_segments(http, "steady"), timeout=20, interval=0.3)
+            first = (await streams_of(srv, caster["user_id"]))[0].id
+            await proxy.cut()
+            before = await _playlist_segments(http, "steady")
+            assert before is not None
+            newest = before[-1]
+
+            async def advanced() -> bool:  # new segments while Redis is away
+                now = await _playlist_segments(http, "steady")
+                return bool(now) and now is not None and now[-1] != newest
+
+            await wait_for(advanced, timeout=20, interval=0.5)
+            pub = await RawPublisher.connect(srv.rtmp_port)
+            status = await pub.publish(other["stream_key"])
+            assert status["code"] == "NetStream.Publish.Rejected"
+            pub.writer.close()
+            assert proc.returncode is None  # the publisher was not dropped
+            await proxy.restore()
+            await wait_for(lambda: _healthy(http), timeout=20, interval=0.2)
+        rows = await streams_of(srv, caster["user_id"])
+        assert [(r.id, r.status) for r in rows] == [(first, "live")]
+    finally:
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await srv.runner.stop()
+        await proxy.close()
+
+
+async def test_stream_goes_offline_after_a_database_outage_in_its_window(
+        tmp_path: Path, pg_proxy: tuple[TcpProxy, str], caplog: pytest.LogCaptureFixture) -> None:
+    """Going offline is retried until the database answers: no stream is left live for ever."""
+    proxy, url = pg_proxy
+    srv = await start_server(tmp_path, database_url=url, reconnect_window=1)
+    try:
+        user = await srv.create_user("gone")
+        async with bus_events(srv) as seen:
+            proc = await ffmpeg_publish(srv.rtmp_port, user["stream_key"], 30, size="320x180")
+            await wait_for(lambda: _status(srv, user["user_id"], "live"), timeout=15)
+            proc.kill()
+            await proc.wait()
+            await wait_for(lambda: _status(srv, user["user_id"], "reconnecting"), timeout=10)
+            await proxy.cut()
+            await wait_for(lambda: "stream offline not recorded yet; retrying" in caplog.text, timeout=20)
+            await proxy.restore()
+            await wait_for(lambda: "event.stream.offline" in topics(seen), timeout=30)
+        rows = await streams_of(srv, user["user_id"])
+        assert len(rows) == 1 and rows[0].status == "offline" and rows[0].ended_at is not None
+    finally:
+        await srv.runner.stop()
 
 
 # The publisher ----------------------------------------------------------------------------------

@@ -130,22 +130,10 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def _is_backend_outage(exc: BaseException) -> bool:
-    """Database or Redis unreachable: the client should retry, not see a 500."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from sqlalchemy.exc import DBAPIError, OperationalError
+    """Database or Redis unreachable (:mod:`livecast.outage`, shared with chat and ingest)."""
+    from livecast.outage import is_backend_outage
 
-    seen: BaseException | None = exc
-    for _ in range(5):  # walk a short cause chain; drivers wrap socket errors
-        if seen is None:
-            return False
-        if isinstance(seen, (OperationalError, RedisConnectionError, ConnectionRefusedError, ConnectionResetError)):
-            return True
-        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
-            return True
-        if isinstance(seen, OSError) and seen.errno in {104, 110, 111}:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return is_backend_outage(exc)
 
 
 def text_response(body: str, status: int = 200) -> PlainTextResponse:

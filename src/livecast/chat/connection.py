@@ -7,7 +7,6 @@ import logging
 from typing import Protocol
 
 from livecast import metrics
-from livecast.app import _is_backend_outage as is_backend_outage
 from livecast.chat import commands, rules, service, tmi
 from livecast.chat.rooms import Hub, variant_of
 from livecast.chat.session import (
@@ -22,6 +21,7 @@ from livecast.chat.session import (
 from livecast.chat.state import Chatter
 from livecast.identity import service as identity
 from livecast.logs import event
+from livecast.outage import is_backend_outage
 from livecast.platform import Platform
 
 log = logging.getLogger("livecast.chat")

@@ -33,6 +33,7 @@ from livecast.ingest.health import HealthTracker
 from livecast.ingest.models import Stream
 from livecast.ingest.pipeline import MediaService, MediaSession, StreamInfo
 from livecast.logs import event
+from livecast.outage import is_backend_outage
 from livecast.platform import Platform
 from livecast.protocols import flv
 from livecast.store.base import new_id, utcnow
@@ -43,6 +44,19 @@ HEALTH_MEASURE_S = 1.0  # StreamInfo.health (read by media and the dashboard) re
 HEALTH_PERSIST_S = 3.0  # Stream.health row update
 CLAIM_TTL_S = 15.0  # a node that dies stops refreshing its claim; the channel is free after this
 LIVE, RECONNECTING, OFFLINE = "live", "reconnecting", "offline"
+OUTAGE_RETRY_S = 2.0  # going offline is retried this often while the database or Redis is down
+OFFLINE_EVENT_TRIES = 150  # about five minutes of retries for stream.offline before giving up
+
+
+def _best_effort(what: str, exc: BaseException, **fields: Any) -> None:
+    """Bookkeeping that a backend outage interrupted: say so and go on; a bug still raises.
+
+    Why: a publisher's connection, and a stream's way to offline, must not depend on Redis or
+    the database answering every few seconds; a health row or a claim refresh can wait.
+    """
+    if not is_backend_outage(exc):
+        raise exc
+    event(log, what, logging.WARNING, error=type(exc).__name__, **fields)
 
 
 class PublishRefused(Exception):
@@ -164,11 +178,14 @@ class Lifecycle:
         live = LiveStream(stream_id, user, info, session, started_at, publisher=publisher)
         self.streams[user.id] = live
         event(log, "stream online", login=user.login, stream_id=stream_id)
-        await publish_event(self.platform.bus, "stream.online", {
-            "id": stream_id, "broadcaster_user_id": user.id, "broadcaster_user_login": user.login,
-            "broadcaster_user_name": user.display_name, "type": "live",
-            "started_at": _rfc3339(started_at),
-        })
+        try:  # the stream is live now; a lost event must not leave it live with nobody publishing
+            await publish_event(self.platform.bus, "stream.online", {
+                "id": stream_id, "broadcaster_user_id": user.id, "broadcaster_user_login": user.login,
+                "broadcaster_user_name": user.display_name, "type": "live",
+                "started_at": _rfc3339(started_at),
+            })
+        except Exception as exc:
+            _best_effort("stream.online event not published", exc, login=user.login)
         return live
 
     async def _insert_row(self, user: User, stream_id: str, started_at: dt.datetime) -> None:
@@ -210,7 +227,10 @@ class Lifecycle:
             live.publisher = None
             live.status = RECONNECTING
             await self.persist_health(live, force=True)
-            await self._set_status(live, RECONNECTING)
+            try:  # whatever happens here, the offline timer below must start
+                await self._set_status(live, RECONNECTING)
+            except Exception as exc:
+                _best_effort("stream status not recorded", exc, login=live.user.login, status=RECONNECTING)
             with contextlib.suppress(Exception):
                 await live.session.publisher_lost()
             window = self.platform.settings.reconnect_window
@@ -232,36 +252,61 @@ class Lifecycle:
         while (left := until - loop.time()) > 0:
             await asyncio.sleep(min(left, CLAIM_TTL_S / 3))
             await self._refresh_claim(live)
-        async with self._lock:
-            if live.publisher is not None or self.streams.get(live.user.id) is not live:
-                return
-            live.offline_task = None
-            await self._mark_offline(live)
-        await self._finish(live)
+        while True:
+            async with self._lock:
+                if live.publisher is not None or self.streams.get(live.user.id) is not live:
+                    return
+                try:
+                    await self._mark_offline(live)
+                except Exception as exc:
+                    _best_effort("stream offline not recorded yet; retrying", exc, login=live.user.login)
+                else:
+                    live.offline_task = None
+                    break
+            await asyncio.sleep(OUTAGE_RETRY_S)
+        await self._finish(live, tries=OFFLINE_EVENT_TRIES)
 
     async def _mark_offline(self, live: LiveStream) -> None:
-        """The database side of going offline; under the lock, so a publisher can't slip in."""
-        self.streams.pop(live.user.id, None)
-        await self.platform.bus.delete(_claim_key(live.user.id))
-        live.status = OFFLINE
+        """The database side of going offline; under the lock, so a publisher can't slip in.
+
+        The row first: if the database is down this raises with nothing changed, and the caller
+        can try again. The claim has a TTL, so failing to delete it only delays its expiry.
+        """
         live.info.health.update(live.health.snapshot(time.monotonic()))
         async with self.platform.db.session() as db:
             row = await db.get(Stream, live.stream_id)
             if row is not None:
                 row.status, row.ended_at = OFFLINE, utcnow()
                 row.health = _jsonable(live.info.health)
+        self.streams.pop(live.user.id, None)
+        live.status = OFFLINE
+        try:
+            await self.platform.bus.delete(_claim_key(live.user.id))
+        except Exception as exc:
+            _best_effort("stream claim not released", exc, login=live.user.login)
 
-    async def _finish(self, live: LiveStream) -> None:
-        """Outside the lock: stopping the transcoder may take a while, go-lives must not wait."""
+    async def _finish(self, live: LiveStream, tries: int = 1) -> None:
+        """Outside the lock: stopping the transcoder may take a while, go-lives must not wait.
+
+        ``stream.offline`` is retried ``tries`` times through a bus outage (EventSub subscribers
+        must hear that the stream ended); shutdown tries once, as it cannot wait.
+        """
         try:
             await live.session.close()
         except Exception:
             log.exception("media session close failed")
         event(log, "stream offline", login=live.user.login, stream_id=live.stream_id)
-        await publish_event(self.platform.bus, "stream.offline", {
-            "id": live.stream_id, "broadcaster_user_id": live.user.id,
-            "broadcaster_user_login": live.user.login, "broadcaster_user_name": live.user.display_name,
-        })
+        for attempt in range(tries):
+            try:
+                await publish_event(self.platform.bus, "stream.offline", {
+                    "id": live.stream_id, "broadcaster_user_id": live.user.id,
+                    "broadcaster_user_login": live.user.login, "broadcaster_user_name": live.user.display_name,
+                })
+                return
+            except Exception as exc:
+                _best_effort("stream.offline event not published yet", exc, login=live.user.login)
+            if attempt + 1 < tries:
+                await asyncio.sleep(OUTAGE_RETRY_S)
 
     async def shutdown(self) -> None:
         """Service stop: every stream ends now (no reconnect window for a server going away)."""
@@ -290,14 +335,20 @@ class Lifecycle:
             return
         live.persisted_at = now
         await self._refresh_claim(live)
-        async with self.platform.db.session() as db:
-            row = await db.get(Stream, live.stream_id)
-            if row is not None:
-                row.health = _jsonable(live.info.health)
+        try:
+            async with self.platform.db.session() as db:
+                row = await db.get(Stream, live.stream_id)
+                if row is not None:
+                    row.health = _jsonable(live.info.health)
+        except Exception as exc:
+            _best_effort("stream health not persisted", exc, login=live.user.login)
 
     async def _refresh_claim(self, live: LiveStream) -> None:
         if self.streams.get(live.user.id) is live:
-            await self.platform.bus.set(_claim_key(live.user.id), self.node_id.encode(), ttl=CLAIM_TTL_S)
+            try:
+                await self.platform.bus.set(_claim_key(live.user.id), self.node_id.encode(), ttl=CLAIM_TTL_S)
+            except Exception as exc:
+                _best_effort("stream claim not refreshed", exc, login=live.user.login)
 
     async def _set_status(self, live: LiveStream, status: str) -> None:
         async with self.platform.db.session() as db:

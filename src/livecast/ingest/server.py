@@ -18,6 +18,7 @@ from collections import Counter
 from livecast import metrics
 from livecast.ingest.lifecycle import AlreadyPublishing, Lifecycle, LiveStream, MediaUnavailable
 from livecast.logs import event
+from livecast.outage import is_backend_outage
 from livecast.platform import Platform
 from livecast.protocols import flv
 from livecast.protocols.rtmp.connection import (
@@ -226,6 +227,18 @@ class _Connection:
                 return
 
     async def _publish(self, ev: Publish) -> None:
+        try:
+            await self._try_publish(ev)
+        except Exception as exc:
+            if not is_backend_outage(exc):
+                raise
+            # The database or Redis is down: the encoder is told to retry (OBS does), rather
+            # than seeing the connection drop with no status at all.
+            metrics.errors.labels("backend_unavailable").inc()
+            event(log, "rtmp publish refused", ip=self.ip, reason="backend unavailable")
+            self.conn.reject_publish("NetStream.Publish.Rejected", "service unavailable, try again later")
+
+    async def _try_publish(self, ev: Publish) -> None:
         bus = self.service.platform.bus
         counted = self.ip not in self.service.settings.limit_exempt_ips
         fails_key = f"rtmp:badkey:{self.ip}"
