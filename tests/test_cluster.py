@@ -1,12 +1,16 @@
 """The scale-out layout on the real engines: ``livecast.cluster`` starts role-split processes
-(two ingest nodes, two chat processes on one shared IRC port, an API node) on PostgreSQL and
-Redis, with two nginx edges (deploy/nginx/edge.conf) in front.
+(two ingest nodes, two chat processes on one shared IRC port, two API nodes, a worker) on
+PostgreSQL and Redis, with two nginx edges (deploy/nginx/edge.conf) in front.
 
-Shown here: a stream published with ffmpeg to ingest node 2 plays through both edges (the
-edge finds the owning origin through the router and the stream registry); identical blocking
-LL-HLS requests through an edge reach the origin once (nginx's cache lock); a killed ingest
-node's registry entries expire; chat and moderation cross chat processes, also through an edge.
+Shown here: a stream published with ffmpeg to ingest node 2 plays through both edges (the edge
+finds the owning origin through the router and the stream registry); identical blocking LL-HLS
+requests through an edge reach the origin once (nginx's cache lock); a killed ingest node's
+registry entry expires; Helix rate limits hold across the two API processes; chat and bans
+cross chat processes, and tmi.js behind the edge follows RECONNECT to the other process when
+its own stops; an EventSub WebSocket session moves to the other API process when its own stops.
 A missing nginx, PostgreSQL or Redis fails these tests: they exist to prove those engines work.
+The processes are killed in a fixed order (ingest-2, a chat process, api-1), so the tests run
+in file order on one module-scoped cluster.
 """
 
 from __future__ import annotations
