@@ -496,3 +496,37 @@ async def test_one_running_prediction_and_poll_even_when_started_together(platfo
 
     opened = await asyncio.gather(*(run(platform, poll) for _ in range(5)), return_exceptions=True)
     assert sum(not isinstance(r, BaseException) for r in opened) == 1
+
+
+@sqlite_only
+async def test_worker_tick_applies_deadlines_and_announces_them(platform: Platform) -> None:
+    import json
+
+    from sqlalchemy import update
+
+    from livecast.community.models import Poll, Prediction
+
+    cid = await channel(platform)
+    pid, _ = await start_prediction(platform, cid)
+
+    async def poll(db: Any, out: Outbox) -> str:
+        return (await polls.create(db, out, channel_id=cid, title="t", choices=["a", "b"], duration=60)).id
+
+    poll_id = await run(platform, poll)
+    async with platform.db.session() as db:
+        await db.execute(update(Prediction).where(Prediction.id == pid).values(locks_at=utcnow()))
+        await db.execute(update(Poll).where(Poll.id == poll_id).values(ends_at=utcnow()))
+    sub = await platform.bus.subscribe("event.channel.prediction.lock", "event.channel.poll.end")
+    try:
+        await CommunityWorker(platform).tick()
+        seen = {}
+        for _ in range(2):
+            topic, data = await asyncio.wait_for(anext(aiter(sub)), 10)
+            seen[topic] = json.loads(data)
+    finally:
+        await sub.close()
+    assert seen["event.channel.prediction.lock"]["id"] == pid
+    assert seen["event.channel.poll.end"]["status"] == "completed"
+    await CommunityWorker(platform).tick()  # nothing left to do: no second announcement
+    async with platform.db.session() as db:
+        assert (await db.get(Prediction, pid)).status == "LOCKED"  # type: ignore[union-attr]
