@@ -296,8 +296,7 @@ def print_urls(state: ClusterState) -> None:
     if irc:
         print(f"  chat      irc://127.0.0.1:{irc} (shared by {len(state.with_role('chat'))} processes)")
     print(f"  logs      {state.run_dir}/*.log")
-    print("  a user:   LIVECAST_DATABASE_URL=... .venv/bin/livecast admin create-user alice --json")
-    print(f"            (LIVECAST_DATABASE_URL={state.database_url})")
+    print(f"  a user:   LIVECAST_DATABASE_URL={state.database_url} .venv/bin/livecast admin create-user alice --json")
 
 
 def _save(state: ClusterState) -> None:
