@@ -82,3 +82,26 @@ async def test_paths_from_user_input_do_not_reach_the_file_system(server: Server
         status = int(answer.split(b" ", 2)[1])
         assert status in {400, 404, 405}, (path, status)
         assert b"root:" not in answer
+
+
+XSS = "</script><script>alert(1)</script><img src=x onerror=alert(2)>"
+
+
+async def test_user_text_is_escaped_on_pages(server: Server) -> None:
+    """A title, a description and a chat-visible display of user text never reach a page as
+    markup: not in HTML, and not out of the JSON a page embeds in a script tag."""
+    alice = await server.create_user("alice", partner=True)
+    auth = {"Client-Id": alice["client_id"], "Authorization": f"Bearer {alice['token']}"}
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        r = await http.patch(f"/helix/channels?broadcaster_id={alice['user_id']}", headers=auth,
+                             json={"title": XSS[:140]})
+        assert r.status_code == 204, r.text
+        r = await http.put("/helix/users", params={"description": XSS}, headers=auth)
+        assert r.status_code == 200, r.text
+        for path in ("/alice", "/", "/directory", "/search?term=alice", f"/search?term={XSS}"):
+            page = await http.get(path)
+            assert page.status_code in {200, 404}, (path, page.status_code)
+            for raw in ("<script>alert(1)", "<img src=x", "</script><script>"):
+                assert raw not in page.text, (path, raw)
+            if path == "/alice":
+                assert "alert(1)" in page.text  # the title is on the page, escaped
