@@ -285,3 +285,17 @@ async def test_oauth_credential_failures_are_limited_per_address(tight: Server) 
         assert r.status_code == 429 and r.json() == {"status": 429,
                                                      "message": "too many failed attempts; try again later"}
         assert int(r.headers["Retry-After"]) > 0
+
+
+def test_lines_held_during_login_are_bounded_in_bytes() -> None:
+    """Lines pipelined behind PASS/NICK wait for the login check; 64 KiB of them, not 8 MiB."""
+    from livecast.chat.session import MAX_HELD_BYTES, Closed, TmiSession
+
+    session = TmiSession()
+    session.receive_data(b"PASS oauth:abc\r\nNICK alice\r\n")
+    line = b"PRIVMSG #alice :" + b"x" * 4000 + b"\r\n"
+    events = []
+    for _ in range(MAX_HELD_BYTES // len(line) + 2):
+        events += session.receive_data(line)
+    assert any(isinstance(ev, Closed) for ev in events) and session.closed
+    assert b"Too many lines before login" in session.data_to_send()

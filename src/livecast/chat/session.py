@@ -19,6 +19,9 @@ CHANNEL_RE = re.compile(r"^#[a-z0-9_]{1,25}$")
 MAX_UNREGISTERED_LINES = 20
 MAX_PROTOCOL_ERRORS = 20
 MAX_HELD_LINES = 1000
+# Bytes held the same way: 1000 lines of 8 KiB would be 8 MiB per connection while a slow (or
+# down) database answers the login, times every connection an address may open.
+MAX_HELD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class TmiSession:
     _errors: int = 0
     _out: list[bytes] = field(default_factory=list)
     _held: list[bytes] = field(default_factory=list)
+    _held_bytes: int = 0
     _awaiting_login: bool = False
     _reader: irc.LineReader = field(default_factory=irc.LineReader)
 
@@ -105,7 +109,8 @@ class TmiSession:
             return []
         if self._awaiting_login:  # clients pipeline JOIN right after NICK; keep it for after login
             self._held.append(raw)
-            if len(self._held) > MAX_HELD_LINES:
+            self._held_bytes += len(raw)
+            if len(self._held) > MAX_HELD_LINES or self._held_bytes > MAX_HELD_BYTES:
                 return [self._close("Too many lines before login")]
             return []
         try:
@@ -234,12 +239,13 @@ class TmiSession:
     def reject_login(self) -> Closed:
         self._awaiting_login = False
         self._held.clear()
+        self._held_bytes = 0
         self._out.append(tmi.auth_failed())
         return self._close("Login authentication failed")
 
     def release_held(self) -> list[Event]:
         """Lines that arrived while the login was being checked, now that it has been."""
-        held, self._held = self._held, []
+        held, self._held, self._held_bytes = self._held, [], 0
         events: list[Event] = []
         for raw in held:
             events.extend(self.receive_line(raw))
