@@ -85,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
                            description="Run a benchmark (python -m bench NAME); prints figures and writes JSON.")
     bench.add_argument("name", nargs="?", help="benchmark name; omit to list them")
     bench.add_argument("args", nargs=argparse.REMAINDER)
+
+    cluster = sub.add_parser("cluster", help="a whole multi-node Livecast on loopback (up, down, status)",
+                             description="Same as scripts/cluster, without installing anything: "
+                                         "livecast cluster up|down|status [--dir D] [--base-port N] ...")
+    cluster.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
 
@@ -103,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             return _admin(args, parser)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "cluster":
+            from livecast import cluster
+
+            return cluster.main(list(args.args))
     except ConfigError as exc:
         print(f"livecast: configuration error: {exc}", file=sys.stderr)
         return 2
