@@ -286,3 +286,13 @@ def test_odd_commands_are_malformed_lines_not_errors(line: bytes) -> None:
     session.receive_data(line + b"\r\n")
     replies = _lines_out(session)
     assert [m.command for m in replies] == ["NOTICE"] and replies[0].params[-1].startswith("Malformed line")
+
+
+async def test_vod_media_names_with_unicode_digits_are_404(server: Server) -> None:
+    """``/vods/<id>/source/init².mp4`` reached ``int("²")``: a 500 instead of a 404."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        for name in ("init².mp4", "²².m4s", "١٢.m4s", "init٣.mp4", "12.m4s"):
+            r = await http.get(f"/vods/{'1' * 20}/source/{name}")
+            assert r.status_code == 404, (name, r.status_code)

@@ -135,9 +135,11 @@ async def media_object(platform: Platform, video_id: str, rendition: str, name: 
     """An init or media segment by its playlist name (``init1.mp4``, ``12.m4s``); None if unknown."""
     if not keys.valid_video_id(video_id) or not keys.valid_rendition(rendition):
         return None
-    if name.startswith("init") and name.endswith(".mp4") and name[4:-4].isdigit() and len(name) < 16:
+    # isascii: "²".isdigit() is true and int("²") raises (a 500, found by fuzzing).
+    if name.startswith("init") and name.endswith(".mp4") and name[4:-4].isdigit() and name.isascii() \
+            and len(name) < 16:
         key = keys.init_key(video_id, rendition, int(name[4:-4]))
-    elif name.endswith(".m4s") and name[:-4].isdigit() and len(name) < 16:
+    elif name.endswith(".m4s") and name[:-4].isdigit() and name.isascii() and len(name) < 16:
         key = keys.segment_key(video_id, rendition, int(name[:-4]))
     else:
         return None
