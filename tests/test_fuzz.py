@@ -296,3 +296,38 @@ async def test_vod_media_names_with_unicode_digits_are_404(server: Server) -> No
         for name in ("init².mp4", "²².m4s", "١٢.m4s", "init٣.mp4", "12.m4s"):
             r = await http.get(f"/vods/{'1' * 20}/source/{name}")
             assert r.status_code == 404, (name, r.status_code)
+
+
+@FAST
+@given(st.text(max_size=40) | st.builds(lambda a, b: f"bytes={a}-{b}", st.text("0123456789٣", max_size=20),
+                                        st.text("0123456789", max_size=5000)))
+def test_clip_range_header_takes_any_text(header: str) -> None:
+    """A 5,000-digit Range made int() raise: a 500 on clip MP4s instead of the whole file."""
+    from starlette.requests import Request
+
+    from livecast.vod.routes import _ranged
+
+    try:
+        encoded = header.encode("latin-1")
+    except UnicodeEncodeError:
+        return  # not a header value HTTP can carry
+    request = Request({"type": "http", "method": "GET", "headers": [(b"range", encoded)]})
+    response = _ranged(request, b"x" * 1000, "video/mp4")
+    assert response.status_code in {200, 206, 416}
+
+
+async def test_checkout_count_infinity_is_a_400(server: Server) -> None:
+    """JSON's ``Infinity`` made ``int()`` raise OverflowError: a 500 at checkout."""
+    import httpx
+
+    from tests.test_web_auth import CSRF, signup
+
+    await server.create_user("alice", partner=True)
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        await signup(http, "payer")
+        page = await http.get("/alice")
+        match = CSRF.search(page.text)
+        assert match, "the channel page has no CSRF token"
+        r = await http.post("/subscriptions/checkout", content=b'{"channel": "alice", "count": Infinity}',
+                            headers={"Content-Type": "application/json", "X-CSRF-Token": match.group(1)})
+        assert r.status_code == 400, r.text

@@ -97,7 +97,7 @@ async def web_checkout(request: Request) -> Response:
         recipient = await _user_id(platform, doc.get("recipient")) if kind == "gift" else ""
         try:
             count = int(doc.get("count", 1))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: JSON's Infinity
             raise service.SubscriptionError("bad_count", "count must be an integer") from None
         result = await checkout(platform, Purchase(kind, channel_id, payer, str(doc.get("tier", "1000")),
                                                    recipient, count, bool(doc.get("anonymous", False))))

@@ -31,7 +31,9 @@ from livecast.vod.models import READY, RECORDING, Clip
 IMMUTABLE = "public, max-age=31536000, immutable"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 THUMB_NAME = re.compile(r"^thumb-\d{1,5}x\d{1,5}\.jpg$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits, at most 15: \d also matches other scripts' digits, and int() of a 5,000-digit
+# header raised ValueError (a 500; found by fuzzing). A range that does not match is ignored.
+_RANGE = re.compile(r"^bytes=([0-9]{0,15})-([0-9]{0,15})$")
 
 
 def _not_found() -> Response:
