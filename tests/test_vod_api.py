@@ -216,3 +216,47 @@ async def test_job_queue_claims_once_and_backs_off(database: Database) -> None:
     async with database.session() as db:
         retaken = await jobs.claim(db, "w-new", later, limit=10)
     assert claimed[3] in retaken and first not in retaken
+
+
+async def test_get_clips_by_game_and_dates_with_pages(server: Server) -> None:
+    from livecast.vod.models import Clip
+
+    caster = await server.create_user("clipped")
+    viewer = await server.create_user("viewer")
+    base = utcnow() - dt.timedelta(days=3)
+    async with server.platform.db.session() as db:
+        for i in range(5):
+            db.add(Clip(id=f"clip{i}", broadcaster_id=caster["user_id"], creator_id=viewer["user_id"],
+                        video_id=None, game_id="33" if i % 2 else "44", title=f"clip {i}", status=READY,
+                        view_count=10 * i, duration=30.0, created_at=base + dt.timedelta(days=i % 3)))
+        db.add(Clip(id="unfinished", broadcaster_id=caster["user_id"], game_id="33", status="processing"))
+    await server.platform.storage.put("clips/clip1.mp4", b"\x00\x00\x00\x18ftypmp42 mp4 clip bytes")
+    async with httpx.AsyncClient(base_url=server.http_url, headers=_headers(viewer)) as http:
+        r = await http.get("/helix/clips", params={"broadcaster_id": caster["user_id"], "first": 2})
+        page = r.json()
+        assert [c["id"] for c in page["data"]] == ["clip4", "clip3"]  # most viewed first
+        doc = page["data"][0]
+        assert doc["creator_name"] == "viewer" and doc["broadcaster_name"] == "clipped"
+        assert doc["url"] == f"{server.http_url}/clipped/clip/clip4" and doc["is_featured"] is False
+        assert doc["video_id"] == "" and doc["vod_offset"] is None and doc["duration"] == 30.0
+        r = await http.get("/helix/clips", params={"broadcaster_id": caster["user_id"], "first": 2,
+                                                   "after": page["pagination"]["cursor"]})
+        assert [c["id"] for c in r.json()["data"]] == ["clip2", "clip1"]
+        r = await http.get("/helix/clips", params={"game_id": "33"})
+        assert [c["id"] for c in r.json()["data"]] == ["clip3", "clip1"]  # never the unfinished one
+        day1 = (base + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        day2 = (base + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        r = await http.get("/helix/clips", params={"broadcaster_id": caster["user_id"], "started_at": day1,
+                                                   "ended_at": day2})
+        assert [c["id"] for c in r.json()["data"]] == ["clip4", "clip1"]
+        # views: a play from the start counts, a seek (a later range) does not
+        assert (await http.get("/clips/clip1/clip.mp4")).status_code == 200
+        r = await http.get("/clips/clip1/clip.mp4", headers={"Range": "bytes=4-7"})
+        assert r.status_code == 206 and r.content == b"ftyp" and r.headers["content-range"] == "bytes 4-7/27"
+        r = await http.get("/helix/clips", params={"id": "clip1"})
+        assert r.json()["data"][0]["view_count"] == 11
+        page_html = await http.get("/clipped/clip/clip1")
+        assert page_html.status_code == 200 and "/clips/clip1/clip.mp4" in page_html.text
+        assert (await http.get("/someoneelse/clip/clip1")).status_code == 404
+        embed = await http.get("/embed/clip/clip1")
+        assert embed.status_code == 200 and "<video" in embed.text

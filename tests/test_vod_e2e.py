@@ -199,3 +199,70 @@ async def test_publish_clip_vod_highlight(vod_server: Server, tmp_path: Path) ->
         if publisher.returncode is None:
             publisher.kill()
             await publisher.wait()
+
+
+async def test_reconnect_is_one_vod_with_a_discontinuity(vod_server: Server, tmp_path: Path) -> None:
+    """A publisher that drops and comes back inside the window: one video, EXT-X-DISCONTINUITY,
+    and a clip across the break (two encoder runs, two init segments) plays every frame."""
+    from livecast.ingest.pipeline import StreamInfo
+    from livecast.media.flvsource import FlvTagReader
+    from livecast.media.service import MediaService
+    from tests.vod_support import make_flv
+
+    server = vod_server
+    user = await server.create_user("flaky")
+    flv = await asyncio.to_thread(make_flv, tmp_path / "src.flv", 6.0)
+    media = server.platform.state["media"]
+    assert isinstance(media, MediaService)
+    session = await media.open_stream(StreamInfo(stream_id="s-flaky", user_id=user["user_id"], login="flaky",
+                                                 broadcaster_type=""))
+
+    def publish() -> None:  # one connection's worth of FLV, as fast as it comes
+        reader = FlvTagReader()
+        tags = reader.feed(flv)
+        assert reader.header is not None
+        session.feed(reader.header)
+        for tag in tags:
+            session.feed(tag.raw)
+
+    async def archived() -> float:
+        v = await _video_of(server, user["user_id"])
+        return v.duration if v is not None else 0.0
+
+    publish()
+    await wait_for(lambda: _at_least(archived, 4.0), 20)
+    await session.publisher_lost()
+    await session.publisher_resumed()
+    publish()
+    await wait_for(lambda: _at_least(archived, 10.0), 20)
+    await session.close()
+
+    async def ready() -> Video | None:
+        v = await _video_of(server, user["user_id"])
+        return v if v is not None and v.status == "ready" else None
+
+    video = await wait_for(ready, 30)
+    async with server.platform.db.session() as db:
+        assert len((await db.execute(select(Video).where(Video.user_id == user["user_id"]))).all()) == 1
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=30, headers=_headers(user)) as http:
+        body = (await http.get(f"/vods/{video.id}/source/playlist.m3u8")).text
+        assert body.count("#EXT-X-DISCONTINUITY\n") == 1
+        assert '#EXT-X-MAP:URI="init1.mp4"' in body and '#EXT-X-MAP:URI="init2.mp4"' in body
+        assert abs(video.duration - 12.0) <= 0.12
+        # 4 s before the break and 4 s after it
+        r = await http.post("/helix/clips", params={"broadcaster_id": user["user_id"], "vod_id": video.id,
+                                                    "vod_offset": 2, "duration": 8})
+        assert r.status_code == 202, r.text
+        clip_id = r.json()["data"][0]["id"]
+
+        async def clip_ready() -> bool:
+            return (await http.get(f"/clips/{clip_id}/clip.mp4", headers={"Range": "bytes=0-0"})).status_code == 206
+
+        await wait_for(clip_ready, 30, 0.2)
+        frames = await frame_numbers(f"{server.http_url}/clips/{clip_id}/clip.mp4", 300)
+    boundary = round((video.duration / 2) * FPS)  # the first run's frame count
+    assert frames == list(range(60, boundary)) + list(range(0, 240 - (boundary - 60)))
+
+
+async def _at_least(fn: Any, value: float) -> bool:
+    return bool(await fn() >= value)

@@ -77,8 +77,17 @@ def cut_command(ffmpeg_bin: str, inputs: list[Path], workdir: Path, plan: CutPla
     if len(inputs) == 1:
         source = ["-i", str(inputs[0])]
     else:
+        # each run's length from the timeline: fragmented MP4 without an index makes the concat
+        # demuxer guess end timestamps (the run's start included), which would open a hole
+        runs: list[float] = []
+        last_init = None
+        for row in plan.segments:
+            if row.init_id != last_init:
+                runs.append(0.0)
+                last_init = row.init_id
+            runs[-1] += row.duration
         listing = workdir / "inputs.txt"
-        listing.write_text("".join(f"file '{p.name}'\n" for p in inputs))
+        listing.write_text("".join(f"file '{p.name}'\nduration {d:.6f}\n" for p, d in zip(inputs, runs, strict=True)))
         source = ["-f", "concat", "-safe", "0", "-i", str(listing)]
     cmd = [ffmpeg_bin, "-hide_banner", "-loglevel", "error", "-y", *source,
            "-map", "0:v:0?", "-map", "0:a:0?", "-ss", f"{plan.start:.6f}"]
