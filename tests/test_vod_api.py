@@ -185,6 +185,24 @@ async def test_retention_by_channel_type(server: Server) -> None:
         assert gone is not None and gone.deleted_at is not None  # a tombstone answers "not found" forever
 
 
+async def test_orphaned_recording_becomes_a_vod(server: Server) -> None:
+    from livecast.ingest.models import Stream
+    from livecast.vod.service import finalize_orphans
+
+    user = await server.create_user("crashed")
+    ended = utcnow() - dt.timedelta(hours=1)
+    async with server.platform.db.session() as db:
+        db.add(Stream(id="9700000000040", user_id=user["user_id"], status="offline", ended_at=ended))
+        db.add(Stream(id="9700000000041", user_id=user["user_id"], status="live"))
+    await _video(server, user["user_id"], "700000000040", status=RECORDING)
+    await _video(server, user["user_id"], "700000000041", status=RECORDING)
+    assert await finalize_orphans(server.platform) == 1
+    async with server.platform.db.session() as db:
+        done, live = await db.get(Video, "700000000040"), await db.get(Video, "700000000041")
+        assert done is not None and done.status == READY and done.ended_at == ended
+        assert live is not None and live.status == RECORDING
+
+
 async def test_job_queue_claims_once_and_backs_off(database: Database) -> None:
     now = utcnow()
     async with database.session() as db:

@@ -266,3 +266,63 @@ async def test_reconnect_is_one_vod_with_a_discontinuity(vod_server: Server, tmp
 
 async def _at_least(fn: Any, value: float) -> bool:
     return bool(await fn() >= value)
+
+
+async def test_clip_job_survives_a_restart(tmp_path: Path) -> None:
+    """The queue is durable: a clip requested on a node without a worker is cut by the worker
+    of the next process started on the same database and storage."""
+    from livecast.ingest.pipeline import StreamInfo
+    from livecast.media.flvsource import FlvTagReader
+    from livecast.media.service import MediaService
+    from tests.vod_support import make_flv
+
+    first = await start_server(tmp_path, roles="api,web,ingest")
+    try:
+        user = await first.create_user("durable")
+        flv = await asyncio.to_thread(make_flv, tmp_path / "src.flv", 8.0)
+        media = first.platform.state["media"]
+        assert isinstance(media, MediaService)
+        session = await media.open_stream(StreamInfo(stream_id="s-durable", user_id=user["user_id"],
+                                                     login="durable", broadcaster_type=""))
+        reader = FlvTagReader()
+        tags = reader.feed(flv)
+        assert reader.header is not None
+        session.feed(reader.header)
+        for tag in tags:
+            session.feed(tag.raw)
+
+        async def archived() -> float:
+            v = await _video_of(first, user["user_id"])
+            return v.duration if v is not None else 0.0
+
+        await wait_for(lambda: _at_least(archived, 6.0), 20)
+        await session.close()
+
+        async def ready() -> Video | None:
+            v = await _video_of(first, user["user_id"])
+            return v if v is not None and v.status == "ready" else None
+
+        video = await wait_for(ready, 30)
+        async with httpx.AsyncClient(base_url=first.http_url, headers=_headers(user)) as http:
+            r = await http.post("/helix/clips", params={"broadcaster_id": user["user_id"], "vod_id": video.id,
+                                                        "vod_offset": 1, "duration": 5})
+            assert r.status_code == 202
+            clip_id = r.json()["data"][0]["id"]
+    finally:
+        await first.runner.stop()
+    clip = await _clip_after_restart(tmp_path, clip_id)
+    assert clip.status == "ready" and clip.vod_offset == pytest.approx(1.0)
+
+
+async def _clip_after_restart(tmp_path: Path, clip_id: str) -> Clip:
+    second = await start_server(tmp_path)  # every role, the worker included
+    try:
+        async def done() -> Clip | None:
+            clip = await _clip(second, clip_id)
+            return clip if clip is not None and clip.status == "ready" else None
+
+        clip: Clip = await wait_for(done, 30)
+        assert await second.platform.storage.get(f"clips/{clip_id}.mp4")
+        return clip
+    finally:
+        await second.runner.stop()

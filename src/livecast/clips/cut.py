@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from livecast.platform import Platform
+from livecast.store.base import utcnow
 from livecast.vod import ffmpeg, keys
 from livecast.vod.archive import buffers
 from livecast.vod.models import GAP, PROCESSING, READY, RECORDING, Clip, Video, VodSegment
@@ -30,6 +31,9 @@ from livecast.vod.service import NotYet, timeline
 log = logging.getLogger("livecast.clips")
 
 WAIT_FOR_MEDIA_S = 0.25  # a live clip's last seconds are archived within one segment duration
+# A recording whose media stopped arriving (its ingest node died, storage is down for long)
+# must not hold a clip forever: after this long the clip is cut from what is archived.
+GIVE_UP_WAITING_S = 120.0
 AUDIO_KBPS = 160
 THUMB_WIDTH = 480
 
@@ -171,7 +175,8 @@ async def build_clip(platform: Platform, clip_id: str) -> str:
             clip.status, clip.error = "failed", "the VOD was deleted"
             return "vod deleted"
         rows = await timeline(db, video.id, video.reference)
-    recording = video.status == RECORDING
+    waited = (utcnow() - clip.created_at).total_seconds()
+    recording = video.status == RECORDING and waited < GIVE_UP_WAITING_S
     archived_end = rows[-1].offset + rows[-1].duration if rows else 0.0
     if clip.vod_offset is None:
         assert clip.end_at is not None

@@ -26,6 +26,7 @@ log = logging.getLogger("livecast.vod")
 
 LIVE_PLAYLIST_TTL_S = 1.0  # a recording's event playlist grows every segment; render at most once a second
 CACHE_MAX = 512
+ORPHAN_GRACE = dt.timedelta(minutes=15)  # longer than any archive queue takes to drain
 
 
 class NotYet(Exception):
@@ -174,6 +175,29 @@ async def sweep_retention(platform: Platform, now: dt.datetime | None = None) ->
     for video_id in ids:
         await delete_video(platform, video_id)
     return len(ids)
+
+
+async def finalize_orphans(platform: Platform, now: dt.datetime | None = None) -> int:
+    """Recordings whose stream ended long ago but were never finished become ready VODs.
+
+    A recording finishes itself seconds after its stream ends; one that did not (its ingest
+    node died, or shut down before draining) would otherwise stay an EVENT playlist forever.
+    """
+    from livecast.ingest.models import Stream
+
+    now = now or utcnow()
+    async with platform.db.session() as db:
+        rows = (await db.execute(
+            select(Video.id, Stream.ended_at).join(Stream, Stream.id == Video.stream_id)
+            .where(Video.status == RECORDING, Stream.status == "offline",
+                   Stream.ended_at < now - ORPHAN_GRACE)
+        )).all()
+        for video_id, ended_at in rows:
+            await db.execute(update(Video).where(Video.id == video_id, Video.status == RECORDING)
+                             .values(status=READY, ended_at=ended_at))
+    for video_id, _ in rows:
+        forget(platform, video_id)
+    return len(rows)
 
 
 # Highlights -----------------------------------------------------------------------------------

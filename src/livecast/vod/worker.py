@@ -79,8 +79,9 @@ class VodWorker:
                 if time.monotonic() - self._swept_at > self.platform.settings.vod_retention_interval:
                     self._swept_at = time.monotonic()
                     removed = await service.sweep_retention(self.platform)
-                    if removed:
-                        event(log, "vod retention", deleted=removed)
+                    finished = await service.finalize_orphans(self.platform)
+                    if removed or finished:
+                        event(log, "vod retention", deleted=removed, orphans_finished=finished)
             except asyncio.CancelledError:
                 raise
             except Exception:
