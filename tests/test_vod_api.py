@@ -278,3 +278,14 @@ async def test_get_clips_by_game_and_dates_with_pages(server: Server) -> None:
         assert (await http.get("/someoneelse/clip/clip1")).status_code == 404
         embed = await http.get("/embed/clip/clip1")
         assert embed.status_code == 200 and "<video" in embed.text
+
+
+def test_live_buffer_is_bounded_by_seconds() -> None:
+    from livecast.vod.archive import Buffered, LiveBuffer
+
+    buffer = LiveBuffer(10.0)
+    for seq in range(100):
+        buffer.add(Buffered(seq, 1, b"init", b"x" * 1000, seq * 2.0, 2.0))
+    held = [item.seq for item in buffer.items]
+    assert held == list(range(95, 100))  # the newest 10 s and nothing older
+    assert buffer.nbytes == 5000 and buffer.get(94) is None and buffer.get(99) is not None

@@ -27,9 +27,9 @@ from livecast.vod.archive import Archiver
 from livecast.vod.models import Video, VodSegment
 from tests.conftest import Server, start_server, wait_for
 from tests.test_storage import s3_endpoint  # noqa: F401  (the session's moto server)
-from tests.vod_support import make_flv, probe
+from tests.vod_support import frame_numbers, make_flv, probe
 
-SECONDS = 12.0
+SECONDS = 16.0
 QUEUE = 1024 * 1024  # the smallest archive queue: about a segment and a half of this source
 
 
@@ -158,7 +158,12 @@ async def test_archive_survives_storage_outage(backend: Backend, cbr_flv: bytes,
         assert archiver.pending_bytes <= QUEUE
         await backend.up()
         await wait_for(lambda: not rec.queue, 30)  # what the queue held is stored now
-        feed(session, tags, 10, SECONDS + 1)
+        for second in range(10, int(SECONDS) + 1, 2):  # the rest one segment at a time, as a live source would
+            feed(session, tags, second, second + 2)
+            if second < SECONDS:
+                opened = second // 2 + 1  # the segment that starts at ``second`` exists
+                await wait_for(lambda: live.segmenters["source"].next_msn >= opened, 20)  # noqa: B023
+            await wait_for(lambda: not rec.queue, 30)
         await session.close()
 
         async def ready() -> Video | None:
@@ -192,5 +197,20 @@ async def test_archive_survives_storage_outage(backend: Backend, cbr_flv: bytes,
             assert first.status_code == 200 and b"moof" in first.content[:64]
         info_doc = await probe(f"{server.http_url}/vods/{video.id}/source/init1.mp4")
         assert info_doc["streams"][0]["codec_name"] == "h264"
+        # a clip cut from what this backend holds (the stream is over: nothing is in memory)
+        headers = {"Client-Id": user["client_id"], "Authorization": f"Bearer {user['token']}"}
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=10, headers=headers) as http:
+            r = await http.post("/helix/clips", params={"broadcaster_id": user["user_id"], "vod_id": video.id,
+                                                        "vod_offset": 10.5, "duration": 5})
+            assert r.status_code == 202, r.text
+            clip_id = r.json()["data"][0]["id"]
+
+            async def clip_ready() -> bool:
+                got = await http.get(f"/clips/{clip_id}/clip.mp4", headers={"Range": "bytes=0-0"})
+                return got.status_code == 206
+
+            await wait_for(clip_ready, 30, 0.2)
+        assert (await frame_numbers(f"{server.http_url}/clips/{clip_id}/clip.mp4"))[0] == round(10.5 * 30), [(r.offset, r.status) for r in rows]
+        assert f"clips/{clip_id}.mp4" in await server.platform.storage.list("clips/")
     finally:
         await server.runner.stop()
