@@ -35,7 +35,7 @@ from livecast.packager.live import LiveStream
 from livecast.packager.segmenter import Segment
 from livecast.platform import Platform
 from livecast.store.base import new_id, utcnow
-from livecast.vod import ffmpeg, keys
+from livecast.vod import ffmpeg, keys, stats
 from livecast.vod.models import ARCHIVE, GAP, READY, RECORDING, STORED, Video, VodSegment
 
 log = logging.getLogger("livecast.vod")
@@ -144,6 +144,7 @@ class Recording:
         if name == self.reference:
             self.buffer.add(Buffered(item.seq, item.init_id, init, item.data, offset, item.duration))
         self.archiver.make_room()
+        stats.archive_pending_bytes.set(self.archiver.pending_bytes)
         self.wakeup.set()
 
     def on_end(self) -> None:
@@ -198,6 +199,8 @@ class Recording:
                     self.uploading = False
                 self.queue.popleft()
                 self.archiver.pending_bytes -= item.size
+                stats.archive_pending_bytes.set(self.archiver.pending_bytes)
+                stats.archive_segments.labels("gap" if item.gap else "stored").inc()
                 if item.rendition == self.reference and item.seq == THUMBNAIL_SEQ and not item.gap:
                     asyncio.get_running_loop().create_task(self._thumbnail(item))
             await self._retrying(self._finish)

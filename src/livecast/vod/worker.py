@@ -24,7 +24,7 @@ from livecast.bus import Subscription
 from livecast.logs import event
 from livecast.platform import Platform
 from livecast.store.base import new_id, utcnow
-from livecast.vod import jobs, service
+from livecast.vod import jobs, service, stats
 from livecast.vod.models import FAILED, PROCESSING, Clip, Video, VodJob
 
 log = logging.getLogger("livecast.vod")
@@ -118,11 +118,13 @@ class VodWorker:
                 raise ValueError(f"unknown job kind {kind!r}")
             outcome = await handler(self.platform, ref)
         except service.NotYet as early:
+            stats.jobs_done.labels(kind, "not_yet").inc()
             async with self.platform.db.session() as db:
                 await jobs.postpone(db, job_id, self.worker_id, utcnow(), early.delay)
             return
         except Exception as exc:
             log.warning("vod job %s (%s %s) failed: %s", job_id, kind, ref, exc)
+            stats.jobs_done.labels(kind, "error").inc()
             async with self.platform.db.session() as db:
                 failed = await jobs.retry_later(db, job_id, self.worker_id, utcnow(), f"{type(exc).__name__}: {exc}")
                 if failed:
@@ -131,6 +133,8 @@ class VodWorker:
         async with self.platform.db.session() as db:
             await jobs.finish(db, job_id, self.worker_id, utcnow())
         self.processed += 1
+        stats.jobs_done.labels(kind, outcome).inc()
+        stats.job_seconds.labels(kind).observe(time.perf_counter() - started)
         event(log, "vod job", kind=kind, ref=ref, outcome=outcome, seconds=round(time.perf_counter() - started, 3))
 
 
