@@ -123,7 +123,8 @@ async def main(args: list[str]) -> dict[str, Any]:
                     tasks.append(asyncio.create_task(one_clip(http, user.id)))
                     await asyncio.sleep(EVERY_S)
                 results = await asyncio.gather(*tasks)
-            publisher.kill()
+            if publisher.returncode is None:
+                publisher.kill()
             await publisher.wait()
             print("baseline: the same cuts by ffmpeg alone ...")
             base = [await baseline_cut(runner, clip_id) for clip_id, _ in results]
