@@ -108,7 +108,10 @@ def test_tmi_session_arbitrary_tcp_bytes(chunks: list[bytes]) -> None:
 commands_text = st.lists(
     st.sampled_from(["CAP REQ :twitch.tv/tags twitch.tv/commands", "CAP END", "NICK justinfan1", "PASS oauth:x",
                      "JOIN #a", "JOIN #a,#b,#", "PART #a", "PING :x", "PRIVMSG #a :hi", "PRIVMSG", "@a=b PING",
-                     "WHO #a", ":src NICK", "CAP LS 302"]) | line_text,
+                     "WHO #a", ":src NICK", "CAP LS 302"])
+    # Text a WebSocket frame can carry: valid UTF-8, so no lone surrogates (the server's
+    # WebSocket layer refuses those frames before chat sees them).
+    | st.text(alphabet=st.characters(codec="utf-8", blacklist_characters="\r\n\0"), max_size=60),
     max_size=15,
 ).map("\r\n".join)
 
