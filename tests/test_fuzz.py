@@ -251,6 +251,7 @@ def test_playback_token_verify_takes_any_text(token: str) -> None:
     """A non-ASCII MAC made ``hmac.compare_digest`` raise TypeError: a 500 on /api/heartbeat."""
     assert viewers.verify_token(b"secret", token) is None
     assert viewers.verify_token(b"secret", "eyJ4Ijo.é") is None
+    assert viewers.verify_token(b"secret", "\ud800.x") is None  # JSON "\ud800": a lone surrogate
 
 
 @FAST
@@ -334,3 +335,24 @@ async def test_checkout_count_infinity_is_a_400(server: Server) -> None:
         r = await http.post("/subscriptions/checkout", content=b'{"channel": "alice", "count": Infinity}',
                             headers={"Content-Type": "application/json", "X-CSRF-Token": match.group(1)})
         assert r.status_code == 400, r.text
+
+
+async def test_lone_surrogates_in_json_are_a_400(server: Server) -> None:
+    """``"\\ud800"`` in a JSON body becomes text no encoder takes: 500s from the database and the
+    chat wire before; the client's malformed input, so a 400 with Twitch's envelope."""
+    import httpx
+
+    alice = await server.create_user("alice")
+    auth = {"Client-Id": alice["client_id"], "Authorization": f"Bearer {alice['token']}",
+            "Content-Type": "application/json"}
+    uid = alice["user_id"]
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        r = await http.patch(f"/helix/channels?broadcaster_id={uid}", headers=auth,
+                             content=b'{"title": "x\\ud800"}')
+        assert r.status_code == 400 and r.json()["status"] == 400, r.text
+        body = f'{{"broadcaster_id": "{uid}", "sender_id": "{uid}", "message": "hi \\ud800"}}'
+        r = await http.post("/helix/chat/messages", headers=auth, content=body.encode())
+        assert r.status_code == 400, r.text
+        r = await http.patch(f"/helix/channels?broadcaster_id={uid}", headers=auth,
+                             content=b'{"title": "emoji \\ud83d\\ude00 pairs are fine"}')
+        assert r.status_code == 204, r.text

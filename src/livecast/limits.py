@@ -175,8 +175,22 @@ async def _send_error(send: Send, status: int, reason: str, message: str, extra:
 
 
 def install(app: Any, platform: Any) -> None:
-    """Wrap the app in the body size cap; every role gets it (called by the runner)."""
+    """HTTP input limits for every role (called by the runner): the body size cap, and a 400
+    for text no encoder can write."""
     app.add_middleware(BodySizeLimit, max_bytes=platform.settings.http_max_body_bytes)
+    app.add_exception_handler(UnicodeEncodeError, _unencodable_text)
+
+
+async def _unencodable_text(request: Any, exc: Exception) -> Any:
+    """JSON may escape a lone surrogate (``"\\ud800"``), which Python's ``json`` decodes into a
+    ``str`` that no UTF-8 encoder accepts: the database driver, the bus or the chat wire then
+    raised, a 500 (found by fuzzing). It is the client's malformed text, so it is a 400."""
+    if not isinstance(exc, UnicodeEncodeError) or "surrogates not allowed" not in str(exc):
+        raise exc
+    from livecast.app import error_response
+
+    metrics.errors.labels("unencodable_text").inc()
+    return error_response(400, "Invalid text: lone UTF-16 surrogates are not allowed")
 
 
 # HTTP: connections per address, at the transport -----------------------------------------------

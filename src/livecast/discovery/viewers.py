@@ -53,11 +53,13 @@ def issue_token(secret: bytes, channel_id: str, session_id: str, now: float | No
 
 def verify_token(secret: bytes, token: str, now: float | None = None) -> PlaybackGrant | None:
     """The grant a token carries, or None when it is forged, malformed or expired."""
-    if len(token) > 512 or token.count(".") != 1:
+    # Tokens are base64url and one dot. Anything else is refused before it is encoded: JSON's
+    # "\ud800" is a lone surrogate that str.encode() refuses, and compare_digest refuses
+    # non-ASCII str (both were 500s on /api/heartbeat, found by fuzzing).
+    if len(token) > 512 or token.count(".") != 1 or not token.isascii():
         return None
     body, mac = token.split(".")
     expected = _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
-    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500).
     if not hmac.compare_digest(mac.encode(), expected.encode()):
         return None
     try:
