@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import secrets
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +19,11 @@ import m3u8
 import pytest
 from sqlalchemy import select
 
+from livecast.identity.credentials import sha256
+from livecast.identity.models import WebSession
+from livecast.store.base import utcnow
 from livecast.vod.models import Clip, Video, VodSegment
+from livecast.web.session import COOKIE, LIFETIME
 from tests.conftest import Server, start_server, wait_for
 from tests.vod_support import FFMPEG, FPS, frame_numbers, numbered_source_args, probe
 
@@ -33,6 +38,14 @@ async def vod_server(tmp_path: Path) -> AsyncIterator[Server]:
         yield srv
     finally:
         await srv.runner.stop()
+
+
+async def _web_session(server: Server, user_id: str) -> tuple[str, str]:
+    """A browser session without the sign-in form: (cookie, csrf)."""
+    raw, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    async with server.platform.db.session() as db:
+        db.add(WebSession(id_hash=sha256(raw), user_id=user_id, csrf=csrf, expires_at=utcnow() + LIFETIME))
+    return raw, csrf
 
 
 async def _video_of(server: Server, user_id: str) -> Video | None:
@@ -83,6 +96,17 @@ async def test_publish_clip_vod_highlight(vod_server: Server, tmp_path: Path) ->
             created = r.json()["data"][0]
             assert set(created) == {"id", "edit_url"} and created["edit_url"].endswith("?edit=1")
             live_clip_id = created["id"]
+            # the web clip button: a signed-in viewer's form post, CSRF-checked
+            cookie, csrf = await _web_session(server, user["user_id"])
+            async with httpx.AsyncClient(base_url=server.http_url, cookies={COOKIE: cookie}, timeout=30) as web:
+                refused = await web.post("/vodcaster/clips", data={"csrf": "forged", "duration": "10"})
+                assert refused.status_code == 403
+                made = await web.post("/vodcaster/clips", data={"csrf": csrf, "duration": "10"})
+                assert made.status_code == 303 and made.headers["location"].startswith("/vodcaster/clip/")
+                web_clip_page = made.headers["location"]
+                assert "being made" in (await web.get(web_clip_page)).text
+                offline = await web.post("/nobodylive/clips", data={"csrf": csrf})
+                assert offline.status_code == 404
 
             assert await asyncio.wait_for(publisher.wait(), 40) == 0
 
@@ -122,6 +146,11 @@ async def test_publish_clip_vod_highlight(vod_server: Server, tmp_path: Path) ->
             assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
             page = await http.get(f"/vodcaster/clip/{live_clip_id}")
             assert page.status_code == 200 and f"/clips/{live_clip_id}/clip.mp4" in page.text
+
+            async def web_clip_ready() -> bool:
+                return "/clip.mp4" in (await http.get(web_clip_page)).text
+
+            await wait_for(web_clip_ready, 30, 0.2)
 
             # after the reconnect window the archive is a VOD: ENDLIST, plays end to end
             async def ready() -> Video | None:

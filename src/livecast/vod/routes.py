@@ -3,7 +3,9 @@
 URLs: ``/vods/{video_id}/master.m3u8``, ``/vods/{video_id}/{rendition}/playlist.m3u8`` and
 its ``init{n}.mp4`` / ``{seq}.m4s``, ``/vods/{video_id}/thumb-{w}x{h}.jpg``;
 ``/clips/{clip_id}/clip.mp4`` and ``/clips/{clip_id}/thumb-{w}x{h}.jpg``; pages
-``/videos/{id}``, ``/{login}/clip/{id}`` and ``/embed/clip/{id}``. Every id is checked
+``/videos/{id}``, ``/{login}/clip/{id}`` and ``/embed/clip/{id}`` (templates ``vod_*.html`` in
+the web app's folder, same layout), and ``POST /{login}/clips``, the web clip button (a
+signed-in viewer, the session's CSRF token as ``csrf``, optional ``duration`` and ``title``). Every id is checked
 against its pattern before any lookup (:mod:`livecast.vod.keys`), then found in the database,
 and only then turned into a storage key: a request can name an object, never a path.
 
@@ -13,20 +15,23 @@ event playlist for less than a segment, a finished VOD's for a while.
 
 from __future__ import annotations
 
-import html
 import re
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import update
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select, update
 
 from livecast.app import error_response
 from livecast.clips.helix import router as clips_router
+from livecast.clips.service import ClipRefused, create_clip
 from livecast.identity.models import User
 from livecast.platform import Platform
 from livecast.vod import keys, service
 from livecast.vod.helix import router as videos_router
 from livecast.vod.models import READY, RECORDING, Clip
+from livecast.vod.playlist import twitch_duration
+from livecast.web import templating
+from livecast.web.session import check_csrf, current_user
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -117,59 +122,78 @@ def build_router(platform: Platform) -> APIRouter:
 
     @router.get("/embed/clip/{clip_id}", include_in_schema=False)
     async def clip_embed(clip_id: str) -> Response:
-        return await _clip_page(platform, clip_id, None, embed=True)
+        clip = await _ready_clip(platform, clip_id)
+        if clip is None:
+            return HTMLResponse("<!doctype html><title>Clip not found</title>", 404)
+        # no X-Frame-Options here: being framed by other sites is the point of an embed
+        return HTMLResponse(templating.environment.get_template("vod_clip_embed.html").render(clip=clip))
 
     @router.get("/videos/{video_id}", include_in_schema=False)
-    async def video_page(video_id: str) -> Response:
+    async def video_page(video_id: str, request: Request) -> Response:
         async with platform.db.session() as db:
             video = await service.visible_video(db, video_id)
             owner = await db.get(User, video.user_id) if video is not None else None
         if video is None or owner is None or video.status not in (READY, RECORDING):
-            return HTMLResponse(_page("Video not found", "<p>This video does not exist or was deleted.</p>"), 404)
-        src = f"/vods/{video.id}/master.m3u8"
-        body = (f"<h1>{html.escape(video.title or 'Past broadcast')}</h1>"
-                f"<p><a href=\"/{html.escape(owner.login)}\">{html.escape(owner.display_name)}</a></p>"
-                f"<video id=\"player\" controls playsinline data-src=\"{src}\" style=\"max-width:100%\"></video>"
-                "<script src=\"/web/vendor/hls.min.js\"></script>"
-                "<script>const v=document.getElementById('player');const s=v.dataset.src;"
-                "if(v.canPlayType('application/vnd.apple.mpegurl')){v.src=s}"
-                "else if(window.Hls){const h=new Hls();h.loadSource(s);h.attachMedia(v)}</script>")
-        return HTMLResponse(_page(video.title or "Past broadcast", body))
+            return await templating.render(request, "not_found.html", status_code=404, what="this video")
+        return await templating.render(
+            request, "vod_video.html", video=video, owner=owner, playlist=f"/vods/{video.id}/master.m3u8",
+            poster=f"/vods/{video.id}/thumb-640x360.jpg" if video.thumbnail_key else "",
+            kind={"archive": "past broadcast", "highlight": "highlight"}.get(video.type, video.type),
+            duration=twitch_duration(video.duration))
 
     @router.get("/{login}/clip/{clip_id}", include_in_schema=False)
-    async def clip_page(login: str, clip_id: str) -> Response:
-        return await _clip_page(platform, clip_id, login, embed=False)
+    async def clip_page(login: str, clip_id: str, request: Request) -> Response:
+        found = None
+        if keys.valid_clip_id(clip_id):
+            async with platform.db.session() as db:
+                clip = await db.get(Clip, clip_id)
+                owner = await db.get(User, clip.broadcaster_id) if clip is not None else None
+                creator = await db.get(User, clip.creator_id) if clip is not None and clip.creator_id else None
+                video = await service.visible_video(db, clip.video_id) if clip is not None and clip.video_id else None
+            if clip is not None and owner is not None and owner.login == login.lower():
+                found = (clip, owner, creator, video)
+        if found is None:
+            return await templating.render(request, "not_found.html", status_code=404, what="this clip")
+        clip, owner, creator, video = found
+        base = platform.base_url()
+        return await templating.render(
+            request, "vod_clip.html", status_code=404 if clip.status == "failed" else 200, clip=clip,
+            owner=owner, creator=creator, video_url=f"/videos/{video.id}" if video is not None else "",
+            page_url=f"{base}/{owner.login}/clip/{clip.id}", embed_url=f"{base}/embed/clip/{clip.id}")
+
+    @router.post("/{login}/clips", include_in_schema=False)
+    async def clip_button(login: str, request: Request) -> Response:
+        """The web "Clip" button: a signed-in viewer clips the last 30 s of a live channel."""
+        viewer = await current_user(request)
+        if viewer is None:
+            return RedirectResponse("/login", status_code=303)
+        form = await request.form()
+        if not await check_csrf(request, str(form.get("csrf", ""))):
+            return error_response(403, "The form expired; reload the page and try again")
+        async with platform.db.session() as db:
+            owner = (await db.execute(select(User).where(User.login == login.lower()))).scalars().first()
+        message = "This channel does not exist."
+        if owner is not None:
+            try:
+                raw = str(form.get("duration") or "30")
+                duration = float(raw) if raw.replace(".", "", 1).isdigit() else -1.0
+                clip, _ = await create_clip(platform, broadcaster_id=owner.id, creator_id=viewer.id,
+                                            duration=duration, title=str(form.get("title", ""))[:140])
+                return RedirectResponse(f"/{owner.login}/clip/{clip.id}", status_code=303)
+            except ClipRefused as refused:
+                message = refused.message
+        return await templating.render(request, "vod_clip_error.html", status_code=404 if owner is None else 400,
+                                       message=message, login=login)
 
     return router
 
 
-async def _clip_page(platform: Platform, clip_id: str, login: str | None, *, embed: bool) -> Response:
+async def _ready_clip(platform: Platform, clip_id: str) -> Clip | None:
     if not keys.valid_clip_id(clip_id):
-        return HTMLResponse(_page("Clip not found", "<p>No such clip.</p>"), 404)
+        return None
     async with platform.db.session() as db:
         clip = await db.get(Clip, clip_id)
-        owner = await db.get(User, clip.broadcaster_id) if clip is not None else None
-    if clip is None or owner is None or (login is not None and owner.login != login.lower()):
-        return HTMLResponse(_page("Clip not found", "<p>No such clip.</p>"), 404)
-    if clip.status != READY:
-        note = "<p>This clip is still being processed; reload in a few seconds.</p>" if clip.status != "failed" else \
-            "<p>This clip could not be made.</p>"
-        return HTMLResponse(_page(clip.title or "Clip", note), 200 if clip.status != "failed" else 404)
-    video = (f"<video controls playsinline preload=\"metadata\" poster=\"/clips/{clip.id}/thumb-480x272.jpg\" "
-             f"src=\"/clips/{clip.id}/clip.mp4\" style=\"max-width:100%\"></video>")
-    if embed:
-        return HTMLResponse(f"<!doctype html><meta charset=\"utf-8\"><title>{html.escape(clip.title)}</title>"
-                            f"<body style=\"margin:0;background:#000\">{video}</body>")
-    body = (f"<h1>{html.escape(clip.title or 'Clip')}</h1>"
-            f"<p><a href=\"/{html.escape(owner.login)}\">{html.escape(owner.display_name)}</a> · "
-            f"{clip.view_count} views</p>{video}")
-    return HTMLResponse(_page(clip.title or "Clip", body))
-
-
-def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)} - Livecast"
-            f"</title><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"></head>"
-            f"<body><main>{body}</main></body></html>")
+    return clip if clip is not None and clip.status == READY else None
 
 
 def install(app: FastAPI, platform: Platform) -> None:
