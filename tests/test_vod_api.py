@@ -124,6 +124,10 @@ async def test_path_like_ids_never_reach_storage(server: Server, tmp_path: Path)
         assert (await http.get("/vods/700000000003/source/0.m4s")).content == b"seg"
 
 
+async def test_videos_on_postgres(pg_server: Server) -> None:
+    await test_get_and_delete_videos(pg_server)
+
+
 async def test_get_and_delete_videos(server: Server) -> None:
     owner = await server.create_user("owner")
     other = await server.create_user("other")

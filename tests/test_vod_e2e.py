@@ -179,6 +179,7 @@ async def test_publish_clip_vod_highlight(vod_server: Server, tmp_path: Path) ->
             listed = r.json()["data"]
             assert [v["id"] for v in listed] == [video.id]
             assert listed[0]["type"] == "archive" and listed[0]["duration"] in ("23s", "24s")
+            assert listed[0]["view_count"] >= 1  # every master playlist fetch is a view
             assert listed[0]["thumbnail_url"].endswith(f"/vods/{video.id}/thumb-%{{width}}x%{{height}}.jpg")
             thumb = await http.get(listed[0]["thumbnail_url"].replace("%{width}x%{height}", "320x180"))
             assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"
@@ -297,15 +298,15 @@ async def _at_least(fn: Any, value: float) -> bool:
     return bool(await fn() >= value)
 
 
-async def test_clip_job_survives_a_restart(tmp_path: Path) -> None:
+async def test_clip_job_survives_a_restart(tmp_path: Path, db_url: str) -> None:
     """The queue is durable: a clip requested on a node without a worker is cut by the worker
-    of the next process started on the same database and storage."""
+    of the next process started on the same database and storage (SQLite and PostgreSQL)."""
     from livecast.ingest.pipeline import StreamInfo
     from livecast.media.flvsource import FlvTagReader
     from livecast.media.service import MediaService
     from tests.vod_support import make_flv
 
-    first = await start_server(tmp_path, roles="api,web,ingest")
+    first = await start_server(tmp_path, roles="api,web,ingest", database_url=db_url)
     try:
         user = await first.create_user("durable")
         flv = await asyncio.to_thread(make_flv, tmp_path / "src.flv", 8.0)
@@ -339,12 +340,12 @@ async def test_clip_job_survives_a_restart(tmp_path: Path) -> None:
             clip_id = r.json()["data"][0]["id"]
     finally:
         await first.runner.stop()
-    clip = await _clip_after_restart(tmp_path, clip_id)
+    clip = await _clip_after_restart(tmp_path, clip_id, db_url)
     assert clip.status == "ready" and clip.vod_offset == pytest.approx(1.0)
 
 
-async def _clip_after_restart(tmp_path: Path, clip_id: str) -> Clip:
-    second = await start_server(tmp_path)  # every role, the worker included
+async def _clip_after_restart(tmp_path: Path, clip_id: str, db_url: str) -> Clip:
+    second = await start_server(tmp_path, database_url=db_url)  # every role, the worker included
     try:
         async def done() -> Clip | None:
             clip = await _clip(second, clip_id)
