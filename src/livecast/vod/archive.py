@@ -79,17 +79,21 @@ class LiveBuffer:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.items: deque[Buffered] = deque()
+        self.total = 0.0  # seconds held
 
     def add(self, item: Buffered) -> None:
         self.items.append(item)
-        while self.items and sum(i.duration for i in self.items) - self.items[0].duration >= self.seconds:
-            self.items.popleft()
+        self.total += item.duration
+        while self.items and self.total - self.items[0].duration >= self.seconds:
+            self.total -= self.items.popleft().duration
 
     def get(self, seq: int) -> Buffered | None:
-        for item in self.items:
-            if item.seq == seq:
-                return item
-        return None
+        if not self.items:
+            return None
+        index = seq - self.items[0].seq  # one rendition's sequence numbers are consecutive
+        if 0 <= index < len(self.items) and self.items[index].seq == seq:
+            return self.items[index]
+        return next((item for item in self.items if item.seq == seq), None)
 
     @property
     def nbytes(self) -> int:
