@@ -173,6 +173,19 @@ async def test_publish_clip_vod_highlight(vod_server: Server, tmp_path: Path) ->
             source = await probe(f"{server.http_url}/vods/{video.id}/source/playlist.m3u8", "-count_frames")
             vstream = next(s for s in source["streams"] if s["codec_type"] == "video")
             assert abs(int(vstream["nb_read_frames"]) - LIVE_SECONDS * FPS) <= 1
+            # seeking by wall clock, as a player does with EXT-X-PROGRAM-DATE-TIME: 13 s after the
+            # first segment's date lands in the segment and at the offset that hold frame 390
+            playlist = m3u8.loads(media)
+            target = playlist.segments[0].current_program_date_time + dt.timedelta(seconds=13)
+            holder = next(seg for seg in playlist.segments
+                          if seg.current_program_date_time <= target
+                          < seg.current_program_date_time + dt.timedelta(seconds=seg.duration))
+            into = (target - holder.current_program_date_time).total_seconds()
+            init = (await http.get(f"/vods/{video.id}/source/{holder.init_section.uri}")).content
+            data = (await http.get(f"/vods/{video.id}/source/{holder.uri}")).content
+            (tmp_path / "seek.mp4").write_bytes(init + data)
+            seeked = (await frame_numbers(str(tmp_path / "seek.mp4"), skip_to=into))[0]
+            assert abs(seeked - 13 * FPS) <= 1, seeked
 
             # Helix lists it with Twitch's shape
             r = await http.get("/helix/videos", params={"user_id": user["user_id"]})
