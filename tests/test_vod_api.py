@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from livecast.store.base import utcnow
 from livecast.store.db import Database
@@ -16,7 +17,7 @@ from livecast.vod import jobs
 from livecast.vod.models import HIGHLIGHT, READY, RECORDING, Video, VodJob, VodSegment
 from livecast.vod.playlist import twitch_duration
 from livecast.vod.service import sweep_retention
-from tests.conftest import Server
+from tests.conftest import Server, wait_for
 
 
 def _headers(user: dict[str, Any]) -> dict[str, str]:
@@ -293,3 +294,28 @@ def test_live_buffer_is_bounded_by_seconds() -> None:
     held = [item.seq for item in buffer.items]
     assert held == list(range(95, 100))  # the newest 10 s and nothing older
     assert buffer.nbytes == 5000 and buffer.get(94) is None and buffer.get(99) is not None
+
+
+async def test_clip_out_of_retries_is_marked_failed(server: Server) -> None:
+    from livecast.vod.models import Clip
+
+    user = await server.create_user("lossy")
+    await _video(server, user["user_id"], "700000000050", seconds=20.0)
+    await server.platform.storage.delete_prefix("vods/700000000050/")  # its media is gone
+    async with server.platform.db.session() as db:
+        db.add(Clip(id="doomed", broadcaster_id=user["user_id"], video_id="700000000050", status="processing",
+                    duration=5.0, vod_offset=1.0))
+        job = await jobs.enqueue(db, "clip", "doomed")
+        job.attempts = jobs.MAX_ATTEMPTS - 1  # this is its last try
+    await jobs.wake(server.platform)
+
+    async def failed() -> Clip | None:
+        async with server.platform.db.session() as db:
+            clip = await db.get(Clip, "doomed")
+        return clip if clip is not None and clip.status == "failed" else None
+
+    clip = await wait_for(failed, 20)
+    assert "missing" in clip.error
+    async with server.platform.db.session() as db:
+        row = (await db.execute(select(VodJob).where(VodJob.ref == "doomed"))).scalars().one()
+    assert row.status == "failed" and "FileNotFoundError" in row.last_error

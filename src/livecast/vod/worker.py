@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecast import metrics
 from livecast.bus import Subscription
@@ -144,10 +145,8 @@ async def _build_clip(platform: Platform, clip_id: str) -> str:
     return await build_clip(platform, clip_id)
 
 
-async def _mark_failed(db: object, kind: str, ref: str, error: str) -> None:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    assert isinstance(db, AsyncSession)
+async def _mark_failed(db: AsyncSession, kind: str, ref: str, error: str) -> None:
+    """A job out of retries takes its clip or highlight with it, so nobody waits for it."""
     if kind == "clip":
         await db.execute(update(Clip).where(Clip.id == ref, Clip.status == PROCESSING)
                          .values(status=FAILED, error=error[:500]))
