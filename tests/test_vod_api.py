@@ -319,3 +319,18 @@ async def test_clip_out_of_retries_is_marked_failed(server: Server) -> None:
     async with server.platform.db.session() as db:
         row = (await db.execute(select(VodJob).where(VodJob.ref == "doomed"))).scalars().one()
     assert row.status == "failed" and "FileNotFoundError" in row.last_error
+
+
+async def test_helix_in_api_processes_pages_in_web_ones(tmp_path: Path) -> None:
+    from tests.conftest import start_server
+
+    for roles, helix_status, page_marker in (("api", 401, False), ("web", 404, True)):
+        srv = await start_server(tmp_path / roles, roles=roles)
+        try:
+            async with httpx.AsyncClient(base_url=srv.http_url) as http:
+                assert (await http.get("/helix/videos", params={"user_id": "1"})).status_code == helix_status
+                page = await http.get("/videos/123")
+                assert page.status_code == 404 and ("<html" in page.text) == page_marker
+                assert (await http.get("/vods/123/master.m3u8")).status_code == 404
+        finally:
+            await srv.runner.stop()

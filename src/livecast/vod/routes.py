@@ -67,7 +67,7 @@ def _ranged(request: Request, body: bytes, media_type: str) -> Response:
     return Response(body[start:end + 1], status_code=206, media_type=media_type, headers=headers)
 
 
-def build_router(platform: Platform) -> APIRouter:
+def build_router(platform: Platform, *, pages: bool = True) -> APIRouter:
     router = APIRouter()
 
     @router.get("/vods/{video_id}/{name}", include_in_schema=False)
@@ -119,6 +119,9 @@ def build_router(platform: Platform) -> APIRouter:
             async with platform.db.session() as db:
                 await db.execute(update(Clip).where(Clip.id == clip_id).values(view_count=Clip.view_count + 1))
         return _ranged(request, body, "video/mp4")
+
+    if not pages:
+        return router
 
     @router.get("/embed/clip/{clip_id}", include_in_schema=False)
     async def clip_embed(clip_id: str) -> Response:
@@ -197,9 +200,16 @@ async def _ready_clip(platform: Platform, clip_id: str) -> Clip | None:
 
 
 def install(app: FastAPI, platform: Platform) -> None:
-    helix = APIRouter()
-    helix.include_router(videos_router)
-    helix.include_router(clips_router)
-    app.include_router(helix, prefix="/helix", tags=["helix"])
-    app.include_router(helix, prefix="/mock", include_in_schema=False)
-    app.include_router(build_router(platform))
+    """Helix routes in ``api`` processes, pages in ``web`` ones, media files in both.
+
+    The component mounts for either role (the default); splitting here keeps a web-only
+    process from answering two Helix endpoints when it answers no other.
+    """
+    settings = platform.settings
+    if settings.has_role("api"):
+        helix = APIRouter()
+        helix.include_router(videos_router)
+        helix.include_router(clips_router)
+        app.include_router(helix, prefix="/helix", tags=["helix"])
+        app.include_router(helix, prefix="/mock", include_in_schema=False)
+    app.include_router(build_router(platform, pages=settings.has_role("web")))
