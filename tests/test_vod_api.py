@@ -72,7 +72,7 @@ async def test_clip_errors_like_twitch(server: Server) -> None:
                                                     "vod_offset": 10})
         assert r.status_code == 404
         # an offset that leaves less than 5 s, a negative one, a missing one
-        for offset in ("3720", "-1"):
+        for offset in ("3720", "-1", "nan", "inf"):
             r = await http.post("/helix/clips", params={"broadcaster_id": bob["user_id"], "vod_id": "700000000001",
                                                         "vod_offset": offset})
             assert r.status_code == 400, offset

@@ -107,6 +107,8 @@ async def test_publish_clip_vod_highlight(vod_server: Server, tmp_path: Path) ->
                 assert "being made" in (await web.get(web_clip_page)).text
                 offline = await web.post("/nobodylive/clips", data={"csrf": csrf})
                 assert offline.status_code == 404
+                odd = await web.post("/vodcaster/clips", data={"csrf": csrf, "duration": "\u00b2"})
+                assert odd.status_code == 400 and "duration" in odd.text
 
             assert await asyncio.wait_for(publisher.wait(), 40) == 0
 

@@ -8,6 +8,7 @@ once those seconds are archived), or a VOD offset for a clip of a past broadcast
 
 from __future__ import annotations
 
+import math
 import secrets
 import string
 
@@ -52,12 +53,12 @@ async def create_clip(
 ) -> tuple[Clip, str]:
     """Validate, insert the clip (status processing) and its job; returns it and the broadcaster's login."""
     seconds = DEFAULT_DURATION if duration is None else duration
-    if not MIN_DURATION <= seconds <= MAX_DURATION:
+    if not MIN_DURATION <= seconds <= MAX_DURATION:  # NaN fails this too
         raise ClipRefused(400, f'The parameter "duration" must be between {MIN_DURATION:g} and {MAX_DURATION:g} seconds')
     if len(title) > 140:
         raise ClipRefused(400, 'The parameter "title" may be at most 140 characters')
-    if vod_offset is not None and vod_offset < 0:
-        raise ClipRefused(400, 'The parameter "vod_offset" must not be negative')
+    if vod_offset is not None and not (math.isfinite(vod_offset) and vod_offset >= 0):
+        raise ClipRefused(400, 'The parameter "vod_offset" must be a number of seconds, not negative')
     now = utcnow()
     async with platform.db.session() as db:
         broadcaster = await db.get(User, broadcaster_id) if keys.valid_video_id(broadcaster_id) else None

@@ -35,6 +35,7 @@ from livecast.web.session import check_csrf, current_user
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_SECONDS = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,3})?$")
 THUMB_NAME = re.compile(r"^thumb-\d{1,5}x\d{1,5}\.jpg$")
 # ASCII digits, at most 15: \d also matches other scripts' digits, and int() of a 5,000-digit
 # header raised ValueError (a 500; found by fuzzing). A range that does not match is ignored.
@@ -179,7 +180,7 @@ def build_router(platform: Platform, *, pages: bool = True) -> APIRouter:
         if owner is not None:
             try:
                 raw = str(form.get("duration") or "30")
-                duration = float(raw) if raw.replace(".", "", 1).isdigit() else -1.0
+                duration = float(raw) if _SECONDS.match(raw) else -1.0  # ASCII only: float("²") raises
                 clip, _ = await create_clip(platform, broadcaster_id=owner.id, creator_id=viewer.id,
                                             duration=duration, title=str(form.get("title", ""))[:140])
                 return RedirectResponse(f"/{owner.login}/clip/{clip.id}", status_code=303)
