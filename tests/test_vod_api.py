@@ -334,3 +334,16 @@ async def test_helix_in_api_processes_pages_in_web_ones(tmp_path: Path) -> None:
                 assert (await http.get("/vods/123/master.m3u8")).status_code == 404
         finally:
             await srv.runner.stop()
+
+
+async def test_forged_cursors_are_400(pg_server: Server) -> None:
+    from livecast.api.helix import pagination
+
+    user = await pg_server.create_user("cursed")
+    async with httpx.AsyncClient(base_url=pg_server.http_url, headers=_headers(user)) as http:
+        huge = pagination.encode(10**30, "x")
+        for path, params in (("/helix/clips", {"broadcaster_id": user["user_id"], "after": huge}),
+                             ("/helix/videos", {"user_id": user["user_id"], "sort": "views", "after": huge}),
+                             ("/helix/videos", {"user_id": user["user_id"], "after": pagination.encode("x", "y")})):
+            r = await http.get(path, params=params)
+            assert r.status_code == 400, (path, r.text)

@@ -130,6 +130,8 @@ async def get_clips(
         query = query.where(Clip.id.is_(None))  # no clip is featured on Livecast
     if after and not id:
         views, last = pagination.decode(after, (int, str))
+        if not 0 <= views < 2**31:  # view counts are INTEGER columns: a forged cursor is a 400, not a 500
+            raise bad_request('The parameter "after" was malformed: the value must be a valid cursor')
         query = query.where(or_(Clip.view_count < views, and_(Clip.view_count == views, Clip.id > last)))
     query = query.order_by(Clip.view_count.desc(), Clip.id).limit(100 if id else first + 1)
     async with caller.platform.db.session() as db:

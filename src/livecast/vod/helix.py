@@ -92,6 +92,8 @@ async def get_videos(
         if after:
             if by_views:
                 views, last = pagination.decode(after, (int, str))
+                if not 0 <= views < 2**31:  # view counts are INTEGER columns: a forged cursor is a 400, not a 500
+                    raise bad_request('The parameter "after" was malformed: the value must be a valid cursor')
                 query = query.where(or_(Video.view_count < views, and_(Video.view_count == views, Video.id > last)))
             else:
                 stamp, last = pagination.decode(after, (str, str))
