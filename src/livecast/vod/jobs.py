@@ -1,7 +1,7 @@
 """The durable queue behind clips and highlights (table ``vod_jobs``).
 
-Built the same way as the subscription jobs (``livecast/subscriptions/jobs.py``) rather than
-sharing their table, so neither domain's schema or retry policy constrains the other: a
+Claiming, leases and backoff are the shared :class:`~livecast.store.leases.LeaseQueue` over
+this domain's own table, so neither domain's schema or retry policy constrains the other's: a
 claim is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)`` on PostgreSQL (the
 single writer lock gives the same exclusivity on SQLite), it carries a lease so a dead
 worker's job comes back, failures retry with exponential backoff, and :func:`postpone` lets a
@@ -16,17 +16,21 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecast.platform import Platform
 from livecast.store.base import utcnow
+from livecast.store.leases import LeaseQueue
 from livecast.vod.models import VodJob
 
 LEASE = dt.timedelta(seconds=120)
 MAX_ATTEMPTS = 6
 BACKOFF_S = 2.0
 WAKE_CHANNEL = "vod.jobs"
+
+QUEUE = LeaseQueue(VodJob, lease=LEASE, max_attempts=MAX_ATTEMPTS,
+                   backoff=lambda attempts: BACKOFF_S * 2 ** (attempts - 1))
 
 
 async def enqueue(db: AsyncSession, kind: str, ref: str, run_at: dt.datetime | None = None) -> VodJob:
@@ -42,33 +46,12 @@ async def wake(platform: Platform) -> None:
 
 
 async def claim(db: AsyncSession, worker: str, now: dt.datetime, limit: int = 1) -> list[str]:
-    claimable = (VodJob.run_at <= now,
-                 or_(VodJob.status == "pending", (VodJob.status == "running") & (VodJob.locked_until < now)))
-    if (await db.execute(select(VodJob.id).where(*claimable).limit(1))).first() is None:
-        return []
-    due = select(VodJob.id).where(*claimable).order_by(VodJob.run_at, VodJob.id).limit(limit)
-    if db.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    stmt = (
-        update(VodJob)
-        .where(VodJob.id.in_(due.scalar_subquery()))
-        .values(status="running", locked_by=worker, locked_until=now + LEASE, attempts=VodJob.attempts + 1)
-        .returning(VodJob.id)
-        .execution_options(synchronize_session=False)
-    )
-    return [row[0] for row in (await db.execute(stmt)).all()]
+    return await QUEUE.claim(db, worker, now, limit)
 
 
 async def finish(db: AsyncSession, job_id: str, worker: str, now: dt.datetime) -> bool:
     """Mark our claimed job done; False if the lease was lost to another worker."""
-    stmt = (
-        update(VodJob)
-        .where(VodJob.id == job_id, VodJob.locked_by == worker, VodJob.status == "running")
-        .values(status="done", finished_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    result = await db.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return await QUEUE.finish(db, job_id, worker, now)
 
 
 async def postpone(db: AsyncSession, job_id: str, worker: str, now: dt.datetime, delay: float) -> None:
@@ -83,13 +66,4 @@ async def postpone(db: AsyncSession, job_id: str, worker: str, now: dt.datetime,
 
 async def retry_later(db: AsyncSession, job_id: str, worker: str, now: dt.datetime, error: str) -> bool:
     """Back off and retry; returns True when the job has now failed for good."""
-    job = await db.get(VodJob, job_id)
-    if job is None or job.locked_by != worker or job.status != "running":
-        return False
-    job.last_error = error[:500]
-    if job.attempts >= MAX_ATTEMPTS:
-        job.status, job.finished_at = "failed", now
-        return True
-    job.status = "pending"
-    job.run_at = now + dt.timedelta(seconds=BACKOFF_S * 2 ** (job.attempts - 1))
-    return False
+    return await QUEUE.retry_later(db, job_id, worker, now, error)
