@@ -327,8 +327,9 @@ async def test_clip_job_survives_a_restart(tmp_path: Path, db_url: str) -> None:
         flv = await asyncio.to_thread(make_flv, tmp_path / "src.flv", 8.0)
         media = first.platform.state["media"]
         assert isinstance(media, MediaService)
+        # a partner (96p: no rung of the ladder fits under it, so still no transcoding)
         session = await media.open_stream(StreamInfo(stream_id="s-durable", user_id=user["user_id"],
-                                                     login="durable", broadcaster_type=""))
+                                                     login="durable", broadcaster_type="partner"))
         reader = FlvTagReader()
         tags = reader.feed(flv)
         assert reader.header is not None
@@ -348,6 +349,9 @@ async def test_clip_job_survives_a_restart(tmp_path: Path, db_url: str) -> None:
             return v if v is not None and v.status == "ready" else None
 
         video = await wait_for(ready, 30)
+        # partners' archives are kept longer: 60 days by default against 7
+        assert video.expires_at is not None
+        assert abs((video.expires_at - video.created_at) - dt.timedelta(days=60)) < dt.timedelta(seconds=5)
         async with httpx.AsyncClient(base_url=first.http_url, headers=_headers(user)) as http:
             r = await http.post("/helix/clips", params={"broadcaster_id": user["user_id"], "vod_id": video.id,
                                                         "vod_offset": 1, "duration": 5})
