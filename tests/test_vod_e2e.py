@@ -209,6 +209,22 @@ async def test_publish_clip_vod_highlight(vod_server: Server, tmp_path: Path) ->
             assert abs((await frame_numbers(url))[0] - 75) <= 1
             assert abs(float((await probe(url))["format"]["duration"]) - 10.0) <= 1 / FPS + 0.03
 
+            # the same from the VOD page's Clip button, and the offline channel page lists both
+            async with httpx.AsyncClient(base_url=server.http_url, cookies={COOKIE: cookie}, timeout=30) as web:
+                page = (await web.get(f"/videos/{video.id}")).text
+                assert 'id="vod-clip-form"' in page and f'value="{video.id}"' in page
+                bad = await web.post("/vodcaster/clips", data={"csrf": csrf, "video_id": video.id, "offset": "x"})
+                assert bad.status_code == 400
+                made = await web.post("/vodcaster/clips", data={"csrf": csrf, "video_id": video.id, "offset": "3",
+                                                                "duration": "10"})
+                assert made.status_code == 303, made.text
+                from_page = made.headers["location"].rsplit("/", 1)[1]
+                assert (await wait_for(lambda: clip_listed(from_page), 30, 0.2))["vod_offset"] == 3
+                channel = (await web.get("/vodcaster")).text
+                assert f'href="/videos/{video.id}"' in channel
+                assert f'href="/vodcaster/clip/{vod_clip["id"]}"' in channel
+                assert 'id="clip-form" hidden' in channel  # offline: nothing live to clip
+
             # the owner saves 4 s..12 s as a permanent highlight
             r = await http.post("/helix/videos/highlights", params={"video_id": video.id, "start": 4, "end": 12,
                                                                     "title": "best bit"})

@@ -313,6 +313,11 @@ async def test_live_stream_plays_then_reconnects_then_ends(server: Server, brows
         await expect(thumb).to_have_attribute("src", "/hls/broadcaster1/thumbnail-440x248.jpg")
         await wait_for(lambda: thumb.evaluate("img => img.complete && img.naturalWidth === 440"), timeout=15)
         await shot(dash, "home")
+        # The Clip button on the live channel: the last 30 s, then the clip's own page.
+        await dash.goto(f"{server.http_url}/broadcaster1")
+        await dash.locator("#btn-clip").click()
+        await dash.wait_for_url(re.compile(r"/broadcaster1/clip/[A-Za-z0-9_-]+"))
+        await expect(dash.locator("body")).to_contain_text("being made")
         await dash.close()
 
         # The publisher drops: "Reconnecting…" inside the window, then offline when it closes.

@@ -36,6 +36,7 @@ from livecast.web.session import check_csrf, current_user
 IMMUTABLE = "public, max-age=31536000, immutable"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _SECONDS = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,3})?$")
+_OFFSET = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,3})?$")  # a position in a VOD: up to 11 days
 THUMB_NAME = re.compile(r"^thumb-\d{1,5}x\d{1,5}\.jpg$")
 # ASCII digits, at most 15: \d also matches other scripts' digits, and int() of a 5,000-digit
 # header raised ValueError (a 500; found by fuzzing). A range that does not match is ignored.
@@ -167,7 +168,8 @@ def build_router(platform: Platform, *, pages: bool = True) -> APIRouter:
 
     @router.post("/{login}/clips", include_in_schema=False)
     async def clip_button(login: str, request: Request) -> Response:
-        """The web "Clip" button: a signed-in viewer clips the last 30 s of a live channel."""
+        """The web "Clip" buttons: the last 30 s of a live channel, or (with ``video_id`` and
+        ``offset``) 30 s of a past broadcast from that position."""
         viewer = await current_user(request)
         if viewer is None:
             return RedirectResponse("/login", status_code=303)
@@ -181,8 +183,14 @@ def build_router(platform: Platform, *, pages: bool = True) -> APIRouter:
             try:
                 raw = str(form.get("duration") or "30")
                 duration = float(raw) if _SECONDS.match(raw) else -1.0  # ASCII only: float("²") raises
+                video_id = str(form.get("video_id") or "")[:64] or None
+                raw_offset = str(form.get("offset") or "0")
+                offset = float(raw_offset) if video_id and _OFFSET.match(raw_offset) else None
+                if video_id and offset is None:
+                    raise ClipRefused(400, "The clip position must be a number of seconds")
                 clip, _ = await create_clip(platform, broadcaster_id=owner.id, creator_id=viewer.id,
-                                            duration=duration, title=str(form.get("title", ""))[:140])
+                                            duration=duration, title=str(form.get("title", ""))[:140],
+                                            vod_id=video_id, vod_offset=offset)
                 return RedirectResponse(f"/{owner.login}/clip/{clip.id}", status_code=303)
             except ClipRefused as refused:
                 message = refused.message

@@ -110,6 +110,10 @@ def install(app: FastAPI, platform: Platform) -> None:
         async with platform.db.session() as db:
             profile = await queries.channel_profile(db, login)
             following = subscribed = False
+            videos: list[queries.RecentItem] = []
+            clips: list[queries.RecentItem] = []
+            if profile is not None:
+                videos, clips = await queries.recent_media(db, profile.user_id, profile.login)
             if profile is not None and viewer is not None:
                 following = await queries.is_following(db, viewer.id, profile.user_id)
                 subscribed = await subscriptions.is_subscriber(db, profile.user_id, viewer.id) is not None
@@ -118,4 +122,4 @@ def install(app: FastAPI, platform: Platform) -> None:
         if profile.login != login:
             return RedirectResponse(f"/{quote(profile.login)}", status_code=301)
         return await render(request, "channel.html", channel=profile, following=following, subscribed=subscribed,
-                            is_owner=viewer is not None and viewer.id == profile.user_id)
+                            is_owner=viewer is not None and viewer.id == profile.user_id, videos=videos, clips=clips)

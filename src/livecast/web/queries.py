@@ -240,3 +240,39 @@ async def is_following(db: AsyncSession, user_id: str, channel_id: str) -> bool:
         await db.execute(select(Follow.id).where(Follow.user_id == user_id, Follow.channel_id == channel_id))
     ).scalar_one_or_none()
     return row is not None
+
+
+@dataclass(frozen=True)
+class RecentItem:
+    """A past broadcast or clip on an offline channel page."""
+
+    url: str
+    thumbnail: str
+    title: str
+    meta: str
+
+
+async def recent_media(db: AsyncSession, user_id: str, login: str, limit: int = 6) -> tuple[list[RecentItem], list[RecentItem]]:
+    """The channel's latest videos and its most viewed ready clips, for the offline state."""
+    from livecast.vod.models import READY, RECORDING, Clip, Video
+
+    videos = (await db.execute(
+        select(Video).where(Video.user_id == user_id, Video.deleted_at.is_(None), Video.status.in_((READY, RECORDING)))
+        .order_by(Video.created_at.desc()).limit(limit)
+    )).scalars().all()
+    clips = (await db.execute(
+        select(Clip).where(Clip.broadcaster_id == user_id, Clip.status == READY)
+        .order_by(Clip.view_count.desc(), Clip.created_at.desc()).limit(limit)
+    )).scalars().all()
+    return (
+        [RecentItem(f"/videos/{v.id}", f"/vods/{v.id}/thumb-320x180.jpg" if v.thumbnail_key else "",
+                    v.title or "Past broadcast", f"{_clock(v.duration)} · {v.view_count} views") for v in videos],
+        [RecentItem(f"/{login}/clip/{c.id}", f"/clips/{c.id}/thumb-480x272.jpg", c.title or "Clip",
+                    f"{_clock(c.duration)} · {c.view_count} views") for c in clips],
+    )
+
+
+def _clock(seconds: float) -> str:
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"

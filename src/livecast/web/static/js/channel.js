@@ -11,6 +11,7 @@
 
   var viewers = document.getElementById("viewer-count");
   var title = document.getElementById("stream-title");
+  var clipForm = document.getElementById("clip-form");  // only for signed-in viewers
   function poll() {
     fetch("/web/api/channel/" + encodeURIComponent(cfg.login) + "/status", { cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : null; })
@@ -18,6 +19,7 @@
         if (!s) return;
         player.update(s.status);
         viewers.hidden = s.status === "offline";
+        if (clipForm) clipForm.hidden = s.status === "offline";  // a live clip needs a live stream
         viewers.textContent = s.viewer_count + " viewer" + (s.viewer_count === 1 ? "" : "s");
         if (s.status !== "offline" && s.title) title.textContent = s.title;
       })
