@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from livecast.packager.playlist import Variant, render_multivariant
+
 VERSION = 8  # EXT-X-GAP needs 8; EXT-X-MAP with fMP4 needs 6
 
 
@@ -30,16 +32,9 @@ class ArchivedSegment:
     gap: bool = False
 
 
-@dataclass(frozen=True)
-class ArchivedVariant:
-    name: str
-    bandwidth: int
-    average_bandwidth: int
-    codecs: str
-    width: int = 0
-    height: int = 0
-    fps: float = 0.0
-    audio_only: bool = False
+# A VOD's multivariant playlist has the live one's shape: one renderer for both.
+ArchivedVariant = Variant
+render_master = render_multivariant
 
 
 def init_name(init_id: int) -> str:
@@ -81,23 +76,6 @@ def render_vod(segments: Sequence[ArchivedSegment], *, ended: bool) -> str:
         lines.append(segment_name(s.seq))
     if ended:
         lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
-
-
-def render_master(variants: Sequence[ArchivedVariant]) -> str:
-    lines = ["#EXTM3U", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for v in variants:
-        attrs = [f"BANDWIDTH={max(v.bandwidth, 1)}"]
-        if v.average_bandwidth:
-            attrs.append(f"AVERAGE-BANDWIDTH={v.average_bandwidth}")
-        if v.codecs:
-            attrs.append(f'CODECS="{v.codecs}"')
-        if not v.audio_only and v.width and v.height:
-            attrs.append(f"RESOLUTION={v.width}x{v.height}")
-        if not v.audio_only and v.fps:
-            attrs.append(f"FRAME-RATE={v.fps:.3f}")
-        lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
-        lines.append(f"{v.name}/playlist.m3u8")
     return "\n".join(lines) + "\n"
 
 
