@@ -22,7 +22,7 @@ from livecast.identity.models import User
 from livecast.ingest.models import Stream
 from livecast.subscriptions import service as subscriptions
 from livecast.web.session import COOKIE
-from tests.conftest import Server, wait_for
+from tests.conftest import Server, start_server, wait_for
 from tests.test_web_pages import go_live, signed_in
 
 CHROMIUM = "/usr/bin/chromium"
@@ -254,7 +254,18 @@ async def stream_status(server: Server, user_id: str) -> str:
     return str(row.status) if row is not None else "none"
 
 
-async def test_live_stream_plays_then_reconnects_then_ends(server: Server, browser: Browser) -> None:
+@pytest.fixture
+async def patient_server(tmp_path: Path) -> AsyncIterator[Server]:
+    """A reconnect window long enough to see a publisher drop and come back in the browser."""
+    srv = await start_server(tmp_path, reconnect_window=12)
+    try:
+        yield srv
+    finally:
+        await srv.runner.stop()
+
+
+async def test_live_stream_plays_then_reconnects_then_ends(patient_server: Server, browser: Browser) -> None:
+    server = patient_server
     streamer = await server.create_user("broadcaster1")
     ffmpeg = await publish(server, streamer["stream_key"])
     try:
@@ -320,12 +331,23 @@ async def test_live_stream_plays_then_reconnects_then_ends(server: Server, brows
         await expect(dash.locator("body")).to_contain_text("being made")
         await dash.close()
 
-        # The publisher drops: "Reconnecting…" inside the window, then offline when it closes.
+        # The publisher drops: "Reconnecting…" inside the window; it comes back, and the same
+        # player goes on playing without a reload.
+        reconnecting = page.locator("#player-reconnecting")
         ffmpeg.kill()
         await ffmpeg.wait()
-        await expect(page.locator("#player-reconnecting")).to_be_visible(timeout=15_000)
-        await expect(page.locator("#player-offline")).to_be_visible(timeout=20_000)
-        await expect(page.locator("#player-reconnecting")).to_be_hidden()
+        await expect(reconnecting).to_be_visible(timeout=15_000)
+        ffmpeg = await publish(server, streamer["stream_key"])
+        await expect(reconnecting).to_be_hidden(timeout=20_000)
+        await expect(page.locator("#player")).to_have_attribute("data-state", "playing", timeout=30_000)
+        before = float(await video.evaluate("v => v.currentTime"))
+        await wait_for_position(video, above=before + 1.0)
+        # It drops again and stays away: offline once the window closes.
+        ffmpeg.kill()
+        await ffmpeg.wait()
+        await expect(reconnecting).to_be_visible(timeout=15_000)
+        await expect(page.locator("#player-offline")).to_be_visible(timeout=30_000)
+        await expect(reconnecting).to_be_hidden()
         assert await stream_status(server, streamer["user_id"]) == "offline"
     finally:
         if ffmpeg.returncode is None:
