@@ -41,6 +41,9 @@ ops = st.lists(st.one_of(
     st.tuples(st.just("advance")),
     st.tuples(st.just("refund"), st.integers(0, 20)),
     st.tuples(st.just("chargeback"), st.integers(0, 20)),
+    # a partial refund to a running total of pct% of the charge; a lower total than before is a
+    # replayed or out-of-order event and must book nothing
+    st.tuples(st.just("partial"), st.integers(0, 20), st.integers(1, 99)),
 ), min_size=1, max_size=14)
 
 
@@ -56,11 +59,17 @@ class Model:
         self.balances["revenue:platform"] -= amount - share
         self.balances[f"payable:creator:{channel}"] -= share
 
-    def reverse(self, channel: str, amount: int, kind: str) -> None:
+    def reverse(self, channel: str, amount: int, kind: str, before: int = 0, after: int | None = None) -> None:
+        """Refunds of a charge going from running total ``before`` to ``after`` (default: all of it).
+
+        The creator gives back their share pro rata, rounded down; the platform the rest.
+        """
+        after = amount if after is None else after
         share = amount * 50 // 100
-        self.balances["cash:sandbox"] -= amount
-        self.balances[f"payable:creator:{channel}"] += share
-        self.balances["refunds" if kind == "refund" else "chargebacks"] += amount - share
+        creator = share * after // amount - share * before // amount
+        self.balances["cash:sandbox"] -= after - before
+        self.balances[f"payable:creator:{channel}"] += creator
+        self.balances["refunds" if kind == "refund" else "chargebacks"] += (after - before) - creator
 
 
 async def channel_balances(db: Any, channel: str) -> dict[str, int]:
@@ -95,9 +104,12 @@ async def apply(platform: Platform, channel: str, people: list[str], step: tuple
             return await service.cancel(d, o, channel_id=channel, user_id=people[step[1]])
         if kind == "tier":
             return await service.change_tier(d, o, channel_id=channel, user_id=people[step[1]], tier=step[2])
-        if kind in ("refund", "chargeback"):
+        if kind in ("refund", "chargeback", "partial"):
             target = charge_ids[step[1] % len(charge_ids)] if charge_ids else None
             charge = await service.find_charge(d, charge_id=target) if target else None
+            if kind == "partial":
+                total = charge.amount * step[2] // 100 if charge is not None else 1
+                return await service.partial_refund(d, charge, max(total, 1))
             return await service.reverse(d, o, charge, kind, now)
         return None
 
@@ -119,7 +131,7 @@ async def scenario(url: str, tmp: Path, steps: list[tuple[Any, ...]]) -> None:
         worker = SubscriptionWorker(platform, clock=lambda: clock[0])
         for step in steps:
             async with db.session() as s:
-                charges_before = {c.id: c.status for c in (await s.execute(
+                charges_before = {c.id: (c.status, c.amount_refunded) for c in (await s.execute(
                     select(Charge).where(Charge.channel_id == channel))).scalars()}
                 before = await channel_balances(s, channel)
             now = clock[0]
@@ -141,11 +153,16 @@ async def scenario(url: str, tmp: Path, steps: list[tuple[Any, ...]]) -> None:
                         if charge.status != "paid":
                             model.reverse(channel, charge.amount, "refund" if charge.status == "refunded"
                                           else "chargeback")
-                    elif charges_before[charge.id] == "paid" and charge.status != "paid":
+                    elif charges_before[charge.id][0] == "paid" and charge.status != "paid":
                         assert step[0] in ("refund", "chargeback")
-                        model.reverse(channel, charge.amount, step[0])
+                        model.reverse(channel, charge.amount, step[0], charges_before[charge.id][1])
+                    elif charges_before[charge.id][1] != charge.amount_refunded:
+                        before_total = charges_before[charge.id][1]
+                        assert step[0] == "partial" and before_total < charge.amount_refunded < charge.amount
+                        assert charge.status == "paid"  # benefits kept
+                        model.reverse(channel, charge.amount, "refund", before_total, charge.amount_refunded)
                     else:
-                        assert charges_before[charge.id] == charge.status  # reversals happen once
+                        assert charges_before[charge.id] == (charge.status, charge.amount_refunded)  # once
         async with db.session() as s:
             assert await ledger.unbalanced_transactions(s) == []
             actual = await channel_balances(s, channel)

@@ -8,10 +8,17 @@ Sign convention: debits are positive, credits negative. Accounts:
 - ``refunds`` / ``chargebacks``: the platform's fee given back when a charge is reversed
   (debited), kept apart from revenue so reports show losses separately.
 
-A reversal gives the whole amount back to the payer: the creator's share is taken back from
-``payable`` and the platform's fee is booked to ``refunds``/``chargebacks``. Each transaction
-has an ``idem_key`` (``charge:<id>``, ``refund:<id>``...) with a unique index, so even a bug
-that tried to book the same movement twice would fail instead of doubling money.
+A reversal gives money back to the payer: the creator's part is taken back from ``payable``
+and the platform's part is booked to ``refunds``/``chargebacks``. A partial refund reverses
+pro rata: after refunds totalling ``R`` of a charge of ``A``, the creator has given back
+``floor(share * R / A)`` and the platform the rest of ``R`` (the platform absorbs the rounding
+remainder, so a creator is never debited a cent more than their proportion). Each booking is
+the difference between two such running totals, so any sequence of partial refunds followed
+by a full refund or chargeback reverses exactly ``amount``, ``fee`` and ``share``.
+
+Each transaction has an ``idem_key`` (``charge:<id>``, ``refund:<id>``,
+``partial_refund:<id>:<running total>``...) with a unique index, so even a bug that tried to
+book the same movement twice would fail instead of doubling money.
 """
 
 from __future__ import annotations
@@ -61,14 +68,40 @@ async def book_charge(db: AsyncSession, charge: Charge) -> LedgerTransaction:
     ])
 
 
-async def book_reversal(db: AsyncSession, charge: Charge, kind: str) -> LedgerTransaction:
-    """``kind`` is ``refund`` or ``chargeback``."""
-    account = "refunds" if kind == "refund" else "chargebacks"
-    return await post(db, f"{kind}:{charge.id}", kind, charge, [
-        (cash_account(charge.provider), -charge.amount),
-        (creator_account(charge.channel_id), charge.creator_share),
-        (account, charge.platform_fee),
+def creator_part(charge: Charge, refunded: int) -> int:
+    """The creator's share of ``refunded`` minor units given back (rounded down; see above)."""
+    if charge.amount <= 0:
+        return 0
+    return charge.creator_share * refunded // charge.amount
+
+
+async def _book_delta(db: AsyncSession, idem_key: str, kind: str, charge: Charge, before: int,
+                      after: int) -> LedgerTransaction:
+    account = "chargebacks" if kind == "chargeback" else "refunds"
+    creator = creator_part(charge, after) - creator_part(charge, before)
+    return await post(db, idem_key, kind, charge, [
+        (cash_account(charge.provider), -(after - before)),
+        (creator_account(charge.channel_id), creator),
+        (account, (after - before) - creator),
     ])
+
+
+async def book_partial_refund(db: AsyncSession, charge: Charge, refunded_total: int) -> LedgerTransaction | None:
+    """Bring the charge's refunds up to the provider's running total ``refunded_total``.
+
+    Keyed by the running total, not by the refund event: the same total seen twice, or a
+    smaller (older) total seen after a larger one, books nothing, so replays and out-of-order
+    deliveries converge on the same ledger. The caller updates ``charge.amount_refunded``.
+    """
+    if refunded_total <= charge.amount_refunded or refunded_total >= charge.amount:
+        return None
+    return await _book_delta(db, f"partial_refund:{charge.id}:{refunded_total}", "refund", charge,
+                             charge.amount_refunded, refunded_total)
+
+
+async def book_reversal(db: AsyncSession, charge: Charge, kind: str) -> LedgerTransaction:
+    """``kind`` is ``refund`` or ``chargeback``: reverse what partial refunds have not yet."""
+    return await _book_delta(db, f"{kind}:{charge.id}", kind, charge, charge.amount_refunded, charge.amount)
 
 
 async def balances(db: AsyncSession) -> dict[tuple[str, str], int]:

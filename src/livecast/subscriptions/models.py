@@ -58,6 +58,10 @@ class Subscription(Base):
     streak_months: Mapped[int] = mapped_column(Integer, default=0)
     resub_share_available: Mapped[bool] = mapped_column(Boolean, default=False)
     charge_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # pays the current period
+    # Where a provider can charge the next period off-session (Stripe: cus_..., pm_...); empty for sandbox
+    # and gifts. Saved from the purchase so renewals need no viewer present.
+    provider_customer: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    provider_payment_method: Mapped[str] = mapped_column(String(255), default="", server_default="")
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     current_period_start: Mapped[dt.datetime] = mapped_column(default=utcnow)
     current_period_end: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -84,6 +88,9 @@ class Charge(Base):
     platform_fee: Mapped[int] = mapped_column(BigInteger)
     creator_share: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default="paid")  # paid | refunded | charged_back
+    # How much of ``amount`` partial refunds gave back so far (the provider's running total); the charge
+    # stays ``paid`` (benefits kept) until a full refund or a chargeback reverses the rest.
+    amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -190,6 +190,11 @@ def job_key_for(sub: Subscription) -> str:
     return f"period_end:{sub.id}:{sub.current_period_end.astimezone(dt.UTC).isoformat()}"
 
 
+def period_key(sub: Subscription) -> str:
+    """Names the period end a renewal pays past (in providers' idempotency keys and metadata)."""
+    return sub.current_period_end.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
+
+
 async def already_paid(db: AsyncSession, payment: Payment) -> bool:
     """Was this provider payment recorded before? (a replay changes nothing)"""
     stmt = select(Charge.id).where(Charge.provider == payment.provider, Charge.provider_ref == payment.ref)
@@ -441,6 +446,16 @@ async def renew(db: AsyncSession, out: Outbox, settings: Settings, sub: Subscrip
     return charge
 
 
+async def record_unapplied_renewal(db: AsyncSession, settings: Settings, sub: Subscription, payment: Payment,
+                                   tier: str, now: dt.datetime | None = None) -> Charge | None:
+    """Book a renewal payment that can no longer extend its period (cancelled or ended meanwhile).
+
+    The money was taken, so the ledger must show it; a refund of it reverses it as usual.
+    """
+    return await _record_charge(db, settings, payment, kind="renewal", channel_id=sub.channel_id,
+                                payer_id=sub.user_id, tier=tier, quantity=1, now=now or utcnow())
+
+
 async def cancel(db: AsyncSession, out: Outbox, *, channel_id: str, user_id: str) -> Subscription:
     """Stop renewal; benefits last until the period ends (the period-end job expires it)."""
     sub = await _require(db, channel_id, user_id)
@@ -507,12 +522,33 @@ async def reverse(db: AsyncSession, out: Outbox, charge: Charge | None, kind: st
     now = now or utcnow()
     charge.status = "refunded" if kind == "refund" else "charged_back"
     await ledger.book_reversal(db, charge, kind)
+    charge.amount_refunded = charge.amount
     stmt = select(Subscription).where(Subscription.charge_id == charge.id).with_for_update()
     for sub in (await db.execute(stmt)).scalars():
         if sub.state in ENTITLED_STATES:
             sub.cumulative_months = max(0, sub.cumulative_months - 1)
             sub.streak_months = max(0, sub.streak_months - 1)
             await _end(db, out, sub, REFUNDED if kind == "refund" else CHARGED_BACK, now)
+    return True
+
+
+async def partial_refund(db: AsyncSession, charge: Charge | None, refunded_total: int) -> bool:
+    """A refund of part of a charge: money back pro rata, benefits kept.
+
+    ``refunded_total`` is the provider's running total of refunds on the charge (Stripe's
+    ``amount_refunded``). Returns True when something was booked; a total already reached (a
+    replay, or an older event after a newer one) or a charge already fully reversed books
+    nothing. A total of the whole amount is a full refund: use :func:`reverse`.
+    """
+    if charge is None:
+        raise SubscriptionError("unknown_charge", "no such charge", 404)
+    if not 0 < refunded_total < charge.amount:
+        raise SubscriptionError("bad_amount", f"a partial refund is between 1 and {charge.amount - 1}")
+    if charge.status != "paid" or refunded_total <= charge.amount_refunded:
+        return False
+    await ledger.book_partial_refund(db, charge, refunded_total)
+    charge.amount_refunded = refunded_total
+    await db.flush()
     return True
 
 

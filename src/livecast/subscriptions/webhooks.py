@@ -7,7 +7,15 @@ on the payment reference so a checkout and its refund never run side by side, th
 
 Out of order: a refund or dispute whose charge is unknown yet is stored as ``deferred``; the
 checkout that creates the charge applies the deferred events for its payment in the same
-transaction. A malformed event or a wrong price raises :class:`WebhookError` and rolls back,
+transaction. A partial refund (``charge.refunded`` with ``refunded: false``) carries Stripe's
+running total ``amount_refunded``; the ledger is brought up to that total, so an older total
+arriving after a newer one, or after the full refund, books nothing.
+
+Renewals: ``payment_intent.succeeded`` for a renewal PaymentIntent (``metadata.livecast_kind``
+``renewal``) renews the period it names unless the worker's own answer already did (both book
+the charge under the PaymentIntent id, which is unique); ``payment_intent.payment_failed`` ends
+the subscription at its period end. For a first purchase, ``payment_intent.succeeded`` tells
+which card was saved for those renewals. A malformed event or a wrong price raises :class:`WebhookError` and rolls back,
 recording nothing, so the provider's retry is processed again once the cause is fixed.
 """
 
@@ -24,7 +32,7 @@ from livecast.logs import event as log_event
 from livecast.platform import Platform
 from livecast.subscriptions import service
 from livecast.subscriptions.events import Outbox
-from livecast.subscriptions.models import ProviderEvent
+from livecast.subscriptions.models import ACTIVE, ENTITLED_STATES, Charge, ProviderEvent, Subscription
 from livecast.subscriptions.pricing import PricingError
 from livecast.subscriptions.providers.stripe import StripeEvent
 
@@ -33,6 +41,7 @@ log = logging.getLogger("livecast.subscriptions")
 # async payment methods complete the session later, with async_payment_succeeded
 CHECKOUTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded")
 REVERSALS = {"charge.refunded": "refund", "charge.dispute.created": "chargeback"}
+INTENTS = ("payment_intent.succeeded", "payment_intent.payment_failed")
 
 
 class WebhookError(Exception):
@@ -99,25 +108,110 @@ async def _apply_checkout(db: AsyncSession, out: Outbox, platform: Platform, pro
         raise WebhookError(exc.message) from None
     except service.SubscriptionError as exc:
         raise WebhookError(exc.message, 409 if exc.status == 409 else 400) from None
+    if kind == "subscribe":
+        customer = obj.get("customer")
+        if isinstance(customer, dict):
+            customer = customer.get("id")
+        if isinstance(customer, str) and customer:
+            await _save_card(db, provider, ev.ref, customer=customer)
     deferred = (await db.execute(select(ProviderEvent).where(
         ProviderEvent.provider == provider, ProviderEvent.ref == ev.ref, ProviderEvent.status == "deferred",
     ).order_by(ProviderEvent.id))).scalars().all()
     for later in deferred:
         charge = await service.find_charge(db, provider=provider, ref=ev.ref)
-        await service.reverse(db, out, charge, REVERSALS[later.type])
+        obj_later = later.payload.get("object") if isinstance(later.payload, dict) else None
+        await _reverse(db, out, charge, later.type, obj_later if isinstance(obj_later, dict) else {})
         later.status = "processed"
     return "processed"
 
 
+async def _save_card(db: AsyncSession, provider: str, ref: str, *, customer: str = "",
+                     payment_method: str = "") -> bool:
+    """Remember where renewals of the subscription this payment started can be charged."""
+    charge = (await db.execute(select(Charge).where(Charge.provider == provider, Charge.provider_ref == ref))
+              ).scalar_one_or_none()
+    if charge is None:
+        return False
+    sub = (await db.execute(select(Subscription).where(Subscription.charge_id == charge.id))).scalar_one_or_none()
+    if sub is None:
+        return False
+    if customer:
+        sub.provider_customer = customer
+    if payment_method:
+        sub.provider_payment_method = payment_method
+    await db.flush()
+    return True
+
+
+def _refunded_total(obj: dict[str, Any]) -> int | None:
+    """Stripe's running refund total on a partially refunded charge; None for a full refund."""
+    if obj.get("refunded", True):
+        return None
+    total = obj.get("amount_refunded")
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise WebhookError("a partial charge.refunded needs an integer amount_refunded")
+    return total
+
+
+async def _reverse(db: AsyncSession, out: Outbox, charge: Charge | None, type_: str, obj: dict[str, Any]) -> None:
+    total = _refunded_total(obj) if type_ == "charge.refunded" else None
+    if charge is not None and total is not None and total < charge.amount:
+        if total > 0:
+            await service.partial_refund(db, charge, total)
+        return
+    await service.reverse(db, out, charge, REVERSALS[type_])
+
+
 async def _apply_reversal(db: AsyncSession, out: Outbox, provider: str, ev: StripeEvent) -> str:
-    if ev.type == "charge.refunded" and not ev.obj.get("refunded", True):
-        return "ignored"  # a partial refund: the subscription stays (full refunds only)
+    if ev.type == "charge.refunded":
+        _refunded_total(ev.obj)  # a malformed total is refused before anything is stored
     if not ev.ref:
         raise WebhookError("the charge has no payment_intent")
     charge = await service.find_charge(db, provider=provider, ref=ev.ref)
     if charge is None:
         return "deferred"  # the checkout event has not arrived yet
-    await service.reverse(db, out, charge, REVERSALS[ev.type])
+    await _reverse(db, out, charge, ev.type, ev.obj)
+    return "processed"
+
+
+async def _apply_intent(db: AsyncSession, out: Outbox, platform: Platform, provider: str, ev: StripeEvent) -> str:
+    meta = ev.metadata
+    kind = meta.get("livecast_kind", "")
+    obj = ev.obj
+    if kind == "subscribe" and ev.type == "payment_intent.succeeded":
+        method = obj.get("payment_method")
+        method = method.get("id") if isinstance(method, dict) else method
+        saved = isinstance(method, str) and bool(method) and await _save_card(db, provider, ev.ref,
+                                                                               payment_method=method)
+        return "processed" if saved else "ignored"  # unknown yet: read from this intent at renewal
+    if kind != "renewal" or not ev.ref:
+        return "ignored"
+    found = await db.get(Subscription, meta.get("subscription_id", ""))
+    sub = await service.lock_subscription(db, found.channel_id, found.user_id) if found is not None else None
+    if sub is None:
+        raise WebhookError(f"renewal of an unknown subscription {meta.get('subscription_id', '')!r}")
+    amount, currency = obj.get("amount_received") or obj.get("amount"), obj.get("currency")
+    payment = service.Payment(provider, ev.ref, amount if isinstance(amount, int) else None,
+                              currency if isinstance(currency, str) else None)
+    if await service.already_paid(db, payment):
+        return "processed"  # the worker's synchronous answer booked it already
+    now = service.utcnow()
+    current = sub.state in ENTITLED_STATES and service.period_key(sub) == meta.get("period_key")
+    try:
+        if ev.type == "payment_intent.payment_failed":
+            if current:
+                await service.expire(db, out, sub, now)
+            return "processed"
+        method = obj.get("payment_method")
+        if isinstance(method, str) and method:
+            sub.provider_payment_method = method
+        if current and sub.state == ACTIVE and sub.auto_renew:
+            await service.renew(db, out, platform.settings, sub, payment, now)
+        else:  # paid for a period that cannot start any more: book the money all the same
+            await service.record_unapplied_renewal(db, platform.settings, sub, payment,
+                                                   meta.get("tier") or sub.tier, now)
+    except PricingError as exc:
+        raise WebhookError(exc.message) from None
     return "processed"
 
 
@@ -132,6 +226,8 @@ async def handle_stripe(platform: Platform, ev: StripeEvent) -> str:
             status = await _apply_checkout(db, out, platform, "stripe", ev)
         elif ev.type in REVERSALS:
             status = await _apply_reversal(db, out, "stripe", ev)
+        elif ev.type in INTENTS:
+            status = await _apply_intent(db, out, platform, "stripe", ev)
         else:
             status = "ignored"
         row.status = status

@@ -1,9 +1,18 @@
 """The renewal and expiry runner (role ``worker``): executes due period-end jobs.
 
 At a period's end an active, renewing subscription is charged for the next period through its
-provider (the sandbox always succeeds; Stripe payments are one-off, so those lapse); any other
-entitled subscription (cancelled, gifted, unpaid) expires. Several workers may run against one
-database: claims are exclusive (see jobs.py) and each job commits with its effect.
+provider (the sandbox always succeeds; Stripe charges the card saved at checkout off-session);
+any other entitled subscription (cancelled, gifted, unpaid) expires. Several workers may run
+against one database: claims are exclusive (see jobs.py) and each job commits with its effect.
+
+A declined renewal ends the subscription at its period end, at once (``channel.subscription.end``),
+with no grace period or retry: the card was refused with nobody present, and the viewer can
+subscribe again at any time (cumulative months carry over). A charge that went through but whose
+job crashed before committing is not charged again: the retried job sends the same idempotency
+key and gets the same PaymentIntent back, and the ledger is keyed on that PaymentIntent, so the
+job's answer and Stripe's ``payment_intent.succeeded`` webhook book it once between them. An
+asynchronous payment still ``processing`` leaves the subscription waiting (no benefits past the
+period end) until that webhook or ``payment_intent.payment_failed`` decides it.
 """
 
 from __future__ import annotations
@@ -24,9 +33,10 @@ from livecast.platform import Platform
 from livecast.store.base import new_id, utcnow
 from livecast.subscriptions import events, jobs, service
 from livecast.subscriptions.events import Outbox
-from livecast.subscriptions.models import ACTIVE, ENTITLED_STATES, Job, Subscription
+from livecast.subscriptions.models import ACTIVE, ENTITLED_STATES, Charge, Job, Subscription
 from livecast.subscriptions.pricing import price_for
-from livecast.subscriptions.providers import provider_for
+from livecast.subscriptions.providers import RenewalRequest, provider_for
+from livecast.subscriptions.providers.base import DECLINED, PENDING, SUCCEEDED
 
 log = logging.getLogger("livecast.subscriptions")
 
@@ -42,12 +52,23 @@ async def run_period_end(db: AsyncSession, out: Outbox, platform: Platform, job:
         return "stale"  # already ended, or the period moved on (renewed, re-bought)
     if locked.state == ACTIVE and locked.auto_renew and not locked.is_gift:
         provider = provider_for(platform.settings, locked.provider)
-        price = await price_for(db, platform.settings, locked.channel_id, locked.next_tier or locked.tier)
-        ref = await provider.charge_renewal(locked.id, price.unit_amount, price.currency,
-                                            locked.current_period_end.strftime("%Y%m%dT%H%M%S"))
-        if ref is not None:
-            await service.renew(db, out, platform.settings, locked, service.Payment(provider.name, ref), now)
+        tier = locked.next_tier or locked.tier
+        price = await price_for(db, platform.settings, locked.channel_id, tier)
+        paid = await db.get(Charge, locked.charge_id) if locked.charge_id else None  # the current period's
+        result = await provider.charge_renewal(RenewalRequest(
+            locked.id, price.unit_amount, price.currency, service.period_key(locked), tier=tier,
+            customer=locked.provider_customer, payment_method=locked.provider_payment_method,
+            original_ref=paid.provider_ref if paid is not None else ""))
+        if result.status == SUCCEEDED:
+            if result.payment_method:
+                locked.provider_payment_method = result.payment_method
+            payment = service.Payment(provider.name, result.ref, result.amount, result.currency)
+            await service.renew(db, out, platform.settings, locked, payment, now)
             return "renewed"
+        if result.status == PENDING:
+            return "pending"
+        if result.status == DECLINED:
+            event(log, "renewal declined", subscription=locked.id, ref=result.ref, reason=result.reason)
     await service.expire(db, out, locked, now)
     return "expired"
 

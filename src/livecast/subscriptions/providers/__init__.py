@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from livecast.config import Settings
-from livecast.subscriptions.providers.base import CheckoutRequest, CheckoutResult, Provider
+from livecast.subscriptions.providers.base import (
+    CheckoutRequest,
+    CheckoutResult,
+    Provider,
+    RenewalRequest,
+    RenewalResult,
+)
 
 
 def provider_for(settings: Settings, name: str | None = None) -> Provider:
@@ -20,4 +26,4 @@ def provider_for(settings: Settings, name: str | None = None) -> Provider:
     raise ValueError(f"unknown payment provider {name!r}")
 
 
-__all__ = ["CheckoutRequest", "CheckoutResult", "Provider", "provider_for"]
+__all__ = ["CheckoutRequest", "CheckoutResult", "Provider", "RenewalRequest", "RenewalResult", "provider_for"]

@@ -1,4 +1,4 @@
-"""The provider interface: start a checkout, and (maybe) charge a renewal off-session.
+"""The provider interface: start a checkout, and charge a renewal off-session.
 
 A provider either completes a payment at once (``sandbox``) or hands back a URL where the
 viewer pays (Stripe Checkout); the latter's completion arrives later as a webhook event.
@@ -43,11 +43,51 @@ class CheckoutResult:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RenewalRequest:
+    """One period's renewal charge; ``period_key`` names the period end it pays past.
+
+    The pair (subscription, period) is the renewal's identity: providers derive their
+    idempotency key from it, so a job retried after a crash asks for the same payment again
+    instead of taking the money twice.
+    """
+
+    subscription_id: str
+    amount: int  # minor units
+    currency: str
+    period_key: str
+    tier: str = ""
+    customer: str = ""  # the provider's saved customer and card, from the first purchase
+    payment_method: str = ""
+    original_ref: str = ""  # the payment for the current period, whose card can be read back
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"livecast-renewal:{self.subscription_id}:{self.period_key}"
+
+
+# RenewalResult.status values
+SUCCEEDED = "succeeded"  # paid now: ``ref`` names the payment
+PENDING = "pending"  # accepted but not final (an asynchronous method): the provider's webhook decides
+DECLINED = "declined"  # refused (card declined, authentication needed with nobody present)
+UNSUPPORTED = "unsupported"  # nothing to charge (no saved card): the subscription lapses
+
+
+@dataclass(frozen=True)
+class RenewalResult:
+    status: str
+    ref: str = ""
+    amount: int | None = None  # what the provider says it charged, checked against the price
+    currency: str | None = None
+    payment_method: str = ""  # the card actually used (saved for the next renewal)
+    reason: str = ""
+
+
 class Provider(Protocol):
     name: str
 
     async def start_checkout(self, request: CheckoutRequest) -> CheckoutResult: ...
 
-    async def charge_renewal(self, subscription_id: str, amount: int, currency: str, period_key: str) -> str | None:
-        """Charge a renewal now and return the payment reference, or None if it cannot."""
+    async def charge_renewal(self, request: RenewalRequest) -> RenewalResult:
+        """Charge a renewal now; raise on a transient failure (the job retries, same key)."""
         ...

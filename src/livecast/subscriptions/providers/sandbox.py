@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import secrets
 
-from livecast.subscriptions.providers.base import CheckoutRequest, CheckoutResult
+from livecast.subscriptions.providers.base import (
+    SUCCEEDED,
+    CheckoutRequest,
+    CheckoutResult,
+    RenewalRequest,
+    RenewalResult,
+)
 
 
 class SandboxProvider:
@@ -19,5 +25,5 @@ class SandboxProvider:
         ref = request.idempotency_key or secrets.token_hex(12)
         return CheckoutResult(self.name, True, payment_ref=f"sb_{ref}")
 
-    async def charge_renewal(self, subscription_id: str, amount: int, currency: str, period_key: str) -> str | None:
-        return f"sb_renew_{subscription_id}_{period_key}"
+    async def charge_renewal(self, request: RenewalRequest) -> RenewalResult:
+        return RenewalResult(SUCCEEDED, f"sb_renew_{request.subscription_id}_{request.period_key}")

@@ -6,8 +6,13 @@ endpoint's signing secret. A timestamp more than 300 s away is refused so a capt
 cannot be replayed later. Verification and event parsing are pure functions (no I/O); only
 :meth:`StripeProvider.start_checkout` talks to the network, through httpx.
 
-Purchases are one-off payments (Checkout ``mode=payment``), one per period: a Stripe
-subscription is not renewed off-session, so it lapses at its period end unless bought again.
+Purchases are Checkout payments (``mode=payment``). A subscription purchase also saves the
+card for later (``customer_creation=always`` and ``payment_intent_data[setup_future_usage]=
+off_session``); each renewal then charges it with an off-session PaymentIntent (``confirm``,
+``off_session``) whose ``Idempotency-Key`` is derived from the subscription and the period, so
+a renewal retried after a crash gets Stripe's first answer back instead of a second charge.
+Renewals are our own monthly PaymentIntents rather than Stripe Billing subscriptions so that
+prices, tiers, periods and the ledger stay in one place (the same as the sandbox's).
 """
 
 from __future__ import annotations
@@ -22,7 +27,16 @@ from urllib.parse import urlencode
 
 import httpx
 
-from livecast.subscriptions.providers.base import CheckoutRequest, CheckoutResult
+from livecast.subscriptions.providers.base import (
+    DECLINED,
+    PENDING,
+    SUCCEEDED,
+    UNSUPPORTED,
+    CheckoutRequest,
+    CheckoutResult,
+    RenewalRequest,
+    RenewalResult,
+)
 
 TOLERANCE_S = 300
 
@@ -96,7 +110,11 @@ def parse_event(payload: bytes) -> StripeEvent:
     if not isinstance(obj, dict):
         raise EventError("the event has no data.object")
     ref = obj.get("payment_intent") or ""
-    if doc["type"].startswith("checkout.session.") and not ref:
+    if isinstance(ref, dict):  # expanded
+        ref = ref.get("id") or ""
+    if doc["type"].startswith("payment_intent."):
+        ref = obj.get("id") or ""
+    elif doc["type"].startswith("checkout.session.") and not ref:
         ref = obj.get("id") or ""
     return StripeEvent(doc["id"], doc["type"], str(ref), obj)
 
@@ -117,7 +135,7 @@ def _form(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
 
 def checkout_form(request: CheckoutRequest) -> list[tuple[str, str]]:
     meta = request.metadata()
-    body = {
+    body: dict[str, Any] = {
         "mode": "payment",
         "success_url": request.success_url,
         "cancel_url": request.cancel_url,
@@ -130,9 +148,67 @@ def checkout_form(request: CheckoutRequest) -> list[tuple[str, str]]:
         "metadata": meta,
         "payment_intent_data": {"metadata": meta},
     }
+    if request.kind == "subscribe":  # keep the card so the next periods can be charged off-session
+        body["customer_creation"] = "always"
+        body["payment_intent_data"] = {"metadata": meta, "setup_future_usage": "off_session"}
     out: list[tuple[str, str]] = []
     _form("", body, out)
     return out
+
+
+def renewal_form(request: RenewalRequest, payment_method: str) -> list[tuple[str, str]]:
+    """An off-session PaymentIntent confirmed at once; its metadata lets the webhook find the period."""
+    body = {
+        "amount": request.amount,
+        "currency": request.currency.lower(),
+        "customer": request.customer,
+        "payment_method": payment_method,
+        "confirm": True,
+        "off_session": True,
+        "description": f"Subscription renewal ({request.period_key})",
+        "metadata": {"livecast_kind": "renewal", "subscription_id": request.subscription_id,
+                     "period_key": request.period_key, "tier": request.tier},
+    }
+    out: list[tuple[str, str]] = []
+    _form("", body, out)
+    return out
+
+
+def _id(value: Any) -> str:
+    """An object reference as Stripe sends it: an id string, or the expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else ""
+
+
+def renewal_outcome(status_code: int, doc: Any) -> RenewalResult:
+    """Stripe's answer to a renewal PaymentIntent, as a :class:`RenewalResult`.
+
+    A card refused off-session is a 402 whose ``error.payment_intent`` is the failed intent
+    (``card_declined``, or ``authentication_required`` since nobody is there to do 3-D Secure).
+    Any other error is transient or ours: raised, so the job retries with the same key.
+    """
+    if not isinstance(doc, dict):
+        raise RuntimeError(f"Stripe answered {status_code} without JSON")
+    error: dict[str, Any] = doc["error"] if isinstance(doc.get("error"), dict) else {}
+    if status_code == 402:
+        intent = error.get("payment_intent")
+        reason = error.get("decline_code") or error.get("code") or error.get("message") or "declined"
+        return RenewalResult(DECLINED, _id(intent), reason=str(reason))
+    if status_code >= 400:
+        raise RuntimeError(f"Stripe refused the renewal ({status_code}): {error.get('message', '')}")
+    status = doc.get("status")
+    ref = _id(doc)
+    amount = doc.get("amount_received") or doc.get("amount")
+    currency = doc.get("currency")
+    paid = amount if isinstance(amount, int) else None
+    cur = currency if isinstance(currency, str) else None
+    method = _id(doc.get("payment_method"))
+    if status == "succeeded":
+        return RenewalResult(SUCCEEDED, ref, paid, cur, method)
+    if status == "processing":
+        return RenewalResult(PENDING, ref, paid, cur, method)
+    return RenewalResult(DECLINED, ref, reason=str(status))  # requires_action, requires_payment_method...
 
 
 class StripeProvider:
@@ -144,19 +220,50 @@ class StripeProvider:
         self.api_base = api_base.rstrip("/")
         self.transport = transport
 
-    async def start_checkout(self, request: CheckoutRequest) -> CheckoutResult:
+    def _headers(self, idempotency_key: str = "") -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.secret_key}",
                    "Content-Type": "application/x-www-form-urlencoded"}
-        if request.idempotency_key:
-            headers["Idempotency-Key"] = request.idempotency_key
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return headers
+
+    async def start_checkout(self, request: CheckoutRequest) -> CheckoutResult:
         async with httpx.AsyncClient(transport=self.transport, timeout=15) as client:
             response = await client.post(f"{self.api_base}/v1/checkout/sessions", content=urlencode(checkout_form(request)),
-                                         headers=headers)
+                                         headers=self._headers(request.idempotency_key))
         doc = response.json()
         if response.status_code >= 400 or not isinstance(doc, dict):
             message = (doc.get("error") or {}).get("message", "") if isinstance(doc, dict) else ""
             raise RuntimeError(f"Stripe refused the checkout session: {message or response.status_code}")
         return CheckoutResult(self.name, False, url=str(doc.get("url", "")), session_id=str(doc.get("id", "")))
 
-    async def charge_renewal(self, subscription_id: str, amount: int, currency: str, period_key: str) -> str | None:
-        return None  # one-off Checkout payments leave no card to charge off-session
+    async def charge_renewal(self, request: RenewalRequest) -> RenewalResult:
+        """Charge the saved card off-session; the idempotency key makes a retry safe.
+
+        A subscription bought before cards were saved has no customer: it lapses, as before.
+        When the card is not known yet (the checkout event carries only the customer), it is
+        read from the PaymentIntent that paid the current period.
+        """
+        if not request.customer:
+            return RenewalResult(UNSUPPORTED, reason="no saved customer")
+        async with httpx.AsyncClient(transport=self.transport, timeout=30) as client:
+            payment_method = request.payment_method
+            if not payment_method and request.original_ref.startswith("pi_"):
+                response = await client.get(f"{self.api_base}/v1/payment_intents/{request.original_ref}",
+                                            headers=self._headers())
+                if response.status_code >= 400:
+                    raise RuntimeError(f"Stripe could not read {request.original_ref}: {response.status_code}")
+                payment_method = _id(response.json().get("payment_method"))
+            if not payment_method:
+                return RenewalResult(UNSUPPORTED, reason="no saved payment method")
+            response = await client.post(f"{self.api_base}/v1/payment_intents",
+                                         content=urlencode(renewal_form(request, payment_method)),
+                                         headers=self._headers(request.idempotency_key))
+        try:
+            doc = response.json()
+        except ValueError:
+            doc = None
+        result = renewal_outcome(response.status_code, doc)
+        if result.payment_method or result.status != SUCCEEDED:
+            return result
+        return RenewalResult(result.status, result.ref, result.amount, result.currency, payment_method)
