@@ -83,6 +83,7 @@ class Settings(BaseModel):
     http_max_connections_per_ip: int = Field(default=256, ge=1)
     http_max_body_bytes: int = Field(default=1 << 20, ge=1024)
     http_header_timeout: float = Field(default=30.0, gt=0)  # seconds to send a request's headers
+    http_write_timeout: float = Field(default=60.0, gt=0)  # seconds a client may leave our writes unread
     hls_max_blocking_requests: int = Field(default=10000, ge=1)  # LL-HLS long polls held at once
     limit_exempt_ips: tuple[str, ...] = ("127.0.0.1", "::1")
     # Media

@@ -213,8 +213,38 @@ def _peer_ip(transport: asyncio.BaseTransport) -> str:
     return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
 
+class _WriteTimeout:
+    """Abort a connection whose peer has read none of our writes for ``timeout`` seconds.
+
+    uvicorn has no send timeout: once the socket's buffer is full asyncio calls the protocol's
+    ``pause_writing`` and the app's ``send`` waits for ``resume_writing``, which a client that
+    stopped reading never causes, so the connection, its task and the bytes buffered for it
+    would stay for ever. The timer runs only while writing is paused, that is while the bytes
+    waiting for the client stay above asyncio's high-water mark; a reader that makes room for
+    a few kilobytes at least once per ``timeout`` keeps its connection however slow it is.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.timer: asyncio.TimerHandle | None = None
+
+    def paused(self, transport: asyncio.Transport) -> None:
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(self.timeout, self._stalled, transport)
+
+    def resumed(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _stalled(self, transport: asyncio.Transport) -> None:
+        self.timer = None
+        metrics.errors.labels("http_write_timeout").inc()
+        transport.abort()  # close() would wait for the very buffer that is not draining
+
+
 def limited_protocols(limiter: PerIpLimiter, http_class: type[Any], ws_class: type[Any] | None,
-                      header_timeout: float = 30.0) -> tuple[type, Any]:
+                      header_timeout: float = 30.0, write_timeout: float = 60.0) -> tuple[type, Any]:
     """Subclasses of uvicorn's HTTP and WebSocket protocols that count connections per address.
 
     ASGI only sees requests, but the resource a flood exhausts is connections (a socket and a
@@ -226,7 +256,8 @@ def limited_protocols(limiter: PerIpLimiter, http_class: type[Any], ws_class: ty
     A connection must also finish its first request's headers within ``header_timeout``
     seconds (``408``, closed): uvicorn times out idle keep-alive connections only *after* a
     response, so without this a client that connects and sends nothing, or a header a byte at
-    a time, holds its socket for ever.
+    a time, holds its socket for ever. Both classes abort a connection that leaves our writes
+    unread for ``write_timeout`` seconds (:class:`_WriteTimeout`).
     """
 
     class LimitedHttp(http_class):
@@ -244,6 +275,17 @@ def limited_protocols(limiter: PerIpLimiter, http_class: type[Any], ws_class: ty
                 loop.call_later(REFUSED_GRACE_S, transport.abort)
                 return
             self._header_timer = loop.call_later(header_timeout, self._headers_too_slow)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if not hasattr(self, "_write_timeout"):
+                self._write_timeout = _WriteTimeout(write_timeout)
+            self._write_timeout.paused(self.transport)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if hasattr(self, "_write_timeout"):
+                self._write_timeout.resumed()
 
         def data_received(self, data: bytes) -> None:
             if self._refused:
@@ -273,6 +315,8 @@ def limited_protocols(limiter: PerIpLimiter, http_class: type[Any], ws_class: ty
         def connection_lost(self, exc: Exception | None) -> None:
             if self._header_timer is not None:
                 self._header_timer.cancel()
+            if hasattr(self, "_write_timeout"):
+                self._write_timeout.resumed()
             limiter.release(self.transport)
             super().connection_lost(exc)
 
@@ -280,7 +324,20 @@ def limited_protocols(limiter: PerIpLimiter, http_class: type[Any], ws_class: ty
         return LimitedHttp, None
 
     class LimitedWs(ws_class):  # type: ignore[misc, valid-type]
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if not hasattr(self, "_write_timeout"):
+                self._write_timeout = _WriteTimeout(write_timeout)
+            self._write_timeout.paused(self.transport)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if hasattr(self, "_write_timeout"):
+                self._write_timeout.resumed()
+
         def connection_lost(self, exc: Exception | None) -> None:
+            if hasattr(self, "_write_timeout"):
+                self._write_timeout.resumed()
             limiter.release(self.transport)
             super().connection_lost(exc)
 
@@ -301,6 +358,7 @@ def install_protocols(config: Any, platform: Any) -> None:
     if isinstance(ws_class, str):
         path = WS_PROTOCOLS.get(ws_class, ws_class)
         ws_class = import_from_string(path) if path else None
-    config.http, ws = limited_protocols(limiter, http_class, ws_class, settings.http_header_timeout)
+    config.http, ws = limited_protocols(limiter, http_class, ws_class, settings.http_header_timeout,
+                                          settings.http_write_timeout)
     if ws is not None:
         config.ws = ws

@@ -32,8 +32,13 @@ def _insert_ignore(dialect: str) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
-async def dispatch(platform: Platform, topic: str, data: bytes) -> int:
-    """Turn one bus event into notifications; returns how many subscriptions it reached."""
+async def dispatch(platform: Platform, topic: str, data: bytes, key: str | None = None) -> int:
+    """Turn one bus event into notifications; returns how many subscriptions it reached.
+
+    ``key`` names the event in the outbox; a caller that retries the same event after a
+    failure passes the same key, so a retry after a commit that did happen adds no second
+    message (the ``(subscription_id, event_key)`` unique constraint).
+    """
     name = topic.removeprefix("event.")
     if name not in catalog.NAMES:
         return 0
@@ -45,7 +50,7 @@ async def dispatch(platform: Platform, topic: str, data: bytes) -> int:
     if not isinstance(payload, dict):
         return 0
     event = {k: v for k, v in payload.items() if not k.startswith("_")}
-    key = uuid.uuid4().hex
+    key = key or uuid.uuid4().hex
     webhook_rows: list[dict[str, Any]] = []
     ws_messages: list[tuple[EventSubSubscription, str]] = []
     async with platform.db.session() as db:

@@ -6,7 +6,7 @@ holds the connection through the bus channel ``eventsub.session.<id>``. Draining
 sends ``session_reconnect`` with a one-time URL; the client's new connection adopts the same
 session id, so its subscriptions move without being recreated. Close codes are Twitch's:
 4001 inbound traffic, 4003 connection unused, 4004 reconnect grace time expired,
-4007 invalid reconnect.
+4005 network timeout (a client that does not read its notifications), 4007 invalid reconnect.
 """
 
 from __future__ import annotations
@@ -45,6 +45,10 @@ CLOSE_REASONS = {
 }
 
 
+MAX_QUEUED = 10_000  # notifications held for one connection that is not reading them
+SLOW_CLIENT = (4005, "client too slow: notifications not read")
+
+
 @dataclass
 class Connection:
     session_id: str
@@ -52,7 +56,7 @@ class Connection:
     websocket: WebSocket
     keepalive: int
     connected_at: Any
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
+    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=MAX_QUEUED))
     moved: asyncio.Event = field(default_factory=asyncio.Event)
     close_code: int | None = None
 
@@ -81,8 +85,28 @@ class WsManager:
         async for channel, data in sub:
             conn = self.connections.get(channel.removeprefix("eventsub.session."))
             if conn is not None:
-                with contextlib.suppress(asyncio.QueueFull):
+                try:
                     conn.queue.put_nowait(data)
+                except asyncio.QueueFull:
+                    self._too_slow(conn)
+
+    def _too_slow(self, conn: Connection) -> None:
+        """A session whose queue is full is closed, not left to lose notifications silently.
+
+        Twitch has no close code of its own for a slow reader; 4005 (network timeout) is the one
+        its clients treat as transient, so they reconnect and subscribe again rather than carry
+        on believing they saw every event. The close frame goes behind whatever is already
+        buffered for the client, and ``close`` aborts the connection if it never answers.
+        """
+        if conn.close_code is not None:
+            return
+        conn.close_code = SLOW_CLIENT[0]
+        metrics.errors.labels("eventsub_ws_slow_client").inc()
+        event(log, "eventsub websocket too slow, closing", level=logging.WARNING, session=conn.session_id,
+              queued=conn.queue.qsize())
+        task = asyncio.ensure_future(self._close(conn, *SLOW_CLIENT))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     def ws_base(self) -> str:
         base = self.platform.base_url()

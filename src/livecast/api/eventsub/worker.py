@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import logging
 import secrets
+import uuid
 from typing import Any
 
 import httpx
@@ -28,11 +29,13 @@ from livecast.api.eventsub.dispatch import dispatch
 from livecast.api.eventsub.models import EventSubMessage, EventSubSubscription
 from livecast.api.eventsub.signing import sign
 from livecast.logs import event
+from livecast.outage import is_backend_outage
 from livecast.platform import Platform
 from livecast.store.base import utcnow
 
 log = logging.getLogger("livecast.eventsub")
 LEASE_KEY = "eventsub:dispatcher"
+DISPATCH_RETRY_MIN_S, DISPATCH_RETRY_MAX_S = 0.25, 2.0
 
 
 class EventSubWorker:
@@ -107,11 +110,35 @@ class EventSubWorker:
         async for topic, data in events:
             if not self.leader:
                 continue
+            await self._dispatch_retrying(topic, data)
+
+    async def _dispatch_retrying(self, topic: str, data: bytes) -> None:
+        """Dispatch one event, waiting out a database outage rather than dropping the event.
+
+        The event was accepted (its producer's transaction committed and it was published);
+        if the outbox cannot be written now, later events wait behind it in the bus
+        subscription, in order, until the database answers. A bug (anything but an outage) is
+        logged and that one event skipped, so it cannot block the rest.
+        """
+        key = uuid.uuid4().hex  # the same for every try: a retry after a lost commit is a no-op
+        delay = DISPATCH_RETRY_MIN_S
+        while True:
             try:
-                await dispatch(self.platform, topic, data)
-            except Exception:
+                await dispatch(self.platform, topic, data, key)
+                if delay > DISPATCH_RETRY_MIN_S:
+                    event(log, "eventsub dispatch resumed", topic=topic)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
                 metrics.errors.labels("eventsub_dispatch").inc()
-                log.exception("eventsub dispatch failed for %s", topic)
+                if not is_backend_outage(exc):
+                    log.exception("eventsub dispatch failed for %s", topic)
+                    return
+                if delay == DISPATCH_RETRY_MIN_S:
+                    log.warning("eventsub dispatch of %s waiting for the database: %s", topic, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DISPATCH_RETRY_MAX_S)
 
     async def _wakeups(self, wakes: Any) -> None:
         async for _topic, _data in wakes:

@@ -1,0 +1,223 @@
+"""Fault injection, continued: what a client that stops reading can hold, what survives a
+database outage and a SIGTERM on the EventSub path and in the archive, and a full disk.
+
+Real servers, real sockets, real backends (PostgreSQL reached through ``TcpProxy`` from
+``tests/test_faults.py``); no assertion depends on how long something took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from livecast import metrics
+from livecast.api.eventsub import websocket as eventsub_ws
+from livecast.api.eventsub.models import EventSubMessage
+from livecast.bus import publish_event
+from tests.conftest import start_server, wait_for
+from tests.helix_support import Receiver, app_with_tokens, headers
+from tests.test_eventsub import _status, online, subscribe_webhook, webhook_server
+from tests.test_faults import TcpProxy, pg_proxy  # noqa: F401  (pytest fixture)
+
+
+def _errors(component: str) -> float:
+    value = metrics.REGISTRY.get_sample_value("livecast_errors_total", {"component": component})
+    return value or 0.0
+
+
+async def _read_to_end(sock: socket.socket) -> bytes:
+    """Read until the server has closed (EOF) or reset the connection."""
+    loop = asyncio.get_running_loop()
+    got = bytearray()
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := await loop.sock_recv(sock, 1 << 16):
+            got += chunk
+    return bytes(got)
+
+
+# A stalled HTTP reader ------------------------------------------------------------------------
+
+
+async def test_stalled_http_reader_is_cut_and_others_are_served(tmp_path: Path) -> None:
+    """A viewer that pipelines requests for a large response and never reads is disconnected
+    once our writes have made no progress for ``HTTP_WRITE_TIMEOUT``; other clients are served
+    throughout."""
+    srv = await start_server(tmp_path, http_write_timeout=1.0)
+    before = _errors("http_write_timeout")
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", srv.platform.ports["http"]))
+        sock.setblocking(False)
+        # ~16 KiB each, 400 of them: megabytes of answers, far past what the kernel buffers.
+        pending = b"GET /static/css/app.css HTTP/1.1\r\nHost: x\r\n\r\n" * 400
+        with contextlib.suppress(BlockingIOError):
+            while pending:
+                pending = pending[sock.send(pending):]
+        async with httpx.AsyncClient(base_url=srv.http_url, timeout=30) as http:
+            while _errors("http_write_timeout") == before:  # served while the stalled one waits
+                r = await http.get("/static/css/app.css")
+                assert r.status_code == 200 and len(r.content) > 10_000
+                await asyncio.sleep(0.1)
+            # The stalled connection is gone: reading now finds the end, not an endless stream.
+            data = await asyncio.wait_for(_read_to_end(sock), 30)
+            assert data.startswith(b"HTTP/1.1 200")
+            assert data.count(b"HTTP/1.1 200") < 400  # it was cut, not served to the end
+            assert (await http.get("/healthz")).status_code == 200
+    finally:
+        sock.close()
+        await srv.runner.stop()
+
+
+# EventSub WebSocket slow client ---------------------------------------------------------------
+
+
+async def test_eventsub_websocket_slow_client_is_closed_4005(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session that does not read its notifications is closed with 4005 (Twitch's transient
+    network timeout, so clients reconnect) once its queue is full, instead of silently losing
+    the notifications past the limit; its subscriptions end with that status."""
+    monkeypatch.setattr(eventsub_ws, "MAX_QUEUED", 20)  # the real limit is 10,000; same code path
+    srv = await start_server(tmp_path)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    try:
+        alice = await srv.create_user("alice")
+        client_id, _s, _app, tokens = await app_with_tokens(srv, [alice["user_id"]])
+        h = headers(client_id, tokens[alice["user_id"]][0])
+        # A raw client, so that "not reading" really leaves the bytes in the kernel.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", srv.platform.ports["http"]))
+        sock.setblocking(False)
+        key = base64.b64encode(os.urandom(16)).decode()
+        await loop.sock_sendall(sock, (
+            f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        reader = _WsFrames(sock)
+        welcome = json.loads(await reader.next_text())
+        session = welcome["payload"]["session"]["id"]
+        async with httpx.AsyncClient(base_url=srv.http_url) as c:
+            r = await c.post("/helix/eventsub/subscriptions", headers=h, json={
+                "type": "channel.update", "version": "2", "condition": {"broadcaster_user_id": alice["user_id"]},
+                "transport": {"method": "websocket", "session_id": session}})
+            assert r.status_code == 202, r.text
+            before = _errors("eventsub_ws_slow_client")
+            big = json.dumps({"metadata": {"message_type": "notification"}, "pad": "x" * 200_000}).encode()
+            while _errors("eventsub_ws_slow_client") == before:  # the client reads nothing meanwhile
+                await srv.platform.bus.publish(f"eventsub.session.{session}", big)
+                await asyncio.sleep(0.01)
+            # The client reads again: what was already sent, then the close frame with 4005.
+            code = await asyncio.wait_for(reader.close_code(), 30)
+            assert code == 4005
+            await wait_for(lambda: _ws_sub_status(c, h, "websocket_network_timeout"), timeout=20)
+    finally:
+        sock.close()
+        await srv.runner.stop()
+
+
+class _WsFrames:
+    """Just enough of RFC 6455 to read a server's (unmasked) frames from a raw socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.upgraded = False
+
+    async def _need(self, n: int) -> None:
+        loop = asyncio.get_running_loop()
+        while len(self.buf) < n:
+            chunk = await loop.sock_recv(self.sock, 1 << 16)
+            if not chunk:
+                raise EOFError("connection closed without a close frame")
+            self.buf += chunk
+
+    async def frame(self) -> tuple[int, bytes]:
+        if not self.upgraded:
+            while b"\r\n\r\n" not in self.buf:
+                await self._need(len(self.buf) + 1)
+            head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 101"), head
+            self.upgraded = True
+        await self._need(2)
+        opcode, size, at = self.buf[0] & 0x0F, self.buf[1] & 0x7F, 2
+        if size == 126:
+            await self._need(4)
+            size, at = int.from_bytes(self.buf[2:4], "big"), 4
+        elif size == 127:
+            await self._need(10)
+            size, at = int.from_bytes(self.buf[2:10], "big"), 10
+        await self._need(at + size)
+        payload, self.buf = self.buf[at:at + size], self.buf[at + size:]
+        return opcode, payload
+
+    async def next_text(self) -> bytes:
+        while True:
+            opcode, payload = await self.frame()
+            if opcode == 1:
+                return payload
+
+    async def close_code(self) -> int:
+        while True:
+            opcode, payload = await self.frame()
+            if opcode == 8:
+                return int.from_bytes(payload[:2], "big")
+
+
+async def _ws_sub_status(c: httpx.AsyncClient, h: dict[str, str], want: str) -> bool:
+    r = await c.get("/helix/eventsub/subscriptions", headers=h)
+    return any(s["status"] == want for s in r.json()["data"])
+
+
+# EventSub under a database outage -------------------------------------------------------------
+
+
+async def test_eventsub_event_accepted_during_database_outage_is_delivered(
+        tmp_path: Path, pg_proxy: tuple[TcpProxy, str]) -> None:  # noqa: F811
+    """An event published while PostgreSQL is cut waits for it and is delivered once it is
+    back, exactly once, with the event before it and the one after it, in order."""
+    proxy, url = pg_proxy
+    receiver = Receiver()
+    await receiver.start()
+    srv = await webhook_server(tmp_path, database_url=url)
+    try:
+        alice = await srv.create_user("alice")
+        client_id, _s, app_token, _ = await app_with_tokens(srv, [alice["user_id"]])
+        async with httpx.AsyncClient(base_url=srv.http_url) as c:
+            r = await subscribe_webhook(c, headers(client_id, app_token), alice["user_id"], receiver.url)
+            assert r.status_code == 202, r.text
+            sub_id = r.json()["data"][0]["id"]
+        await wait_for(lambda: _status(srv, sub_id), timeout=20)
+        await publish_event(srv.platform.bus, "stream.online", online(alice, 0))
+        await wait_for(lambda: len(receiver.notifications()) == 1, timeout=20)
+
+        await proxy.cut()
+        waiting = _errors("eventsub_dispatch")
+        await publish_event(srv.platform.bus, "stream.online", online(alice, 1))  # accepted now
+        await wait_for(lambda: _errors("eventsub_dispatch") > waiting, timeout=20)  # it met the outage
+        await publish_event(srv.platform.bus, "stream.online", online(alice, 2))
+        await proxy.restore()
+
+        await wait_for(lambda: len(receiver.notifications()) >= 3, timeout=30)
+        await wait_for(lambda: _all_delivered(srv), timeout=20)
+        notes = receiver.notifications()
+        assert [n["event"]["id"] for _, n in notes] == ["stream-0", "stream-1", "stream-2"]
+        assert len({h_["Twitch-Eventsub-Message-Id"] for h_, _ in notes}) == 3
+    finally:
+        await srv.runner.stop()
+        await receiver.stop()
+
+
+async def _all_delivered(srv: Any) -> bool:
+    from sqlalchemy import select
+
+    async with srv.platform.db.session() as db:
+        rows = (await db.execute(select(EventSubMessage.status))).scalars().all()
+    return len(rows) == 3 and set(rows) == {"delivered"}
