@@ -12,21 +12,38 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import socket
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from livecast import metrics
 from livecast.api.eventsub import websocket as eventsub_ws
 from livecast.api.eventsub.models import EventSubMessage
 from livecast.bus import publish_event
+from livecast.ingest.pipeline import StreamInfo
+from livecast.media.flvsource import FlvTagReader
+from livecast.media.service import MediaService
+from livecast.vod.archive import Archiver
+from livecast.vod.models import Video, VodSegment
 from tests.conftest import start_server, wait_for
 from tests.helix_support import Receiver, app_with_tokens, headers
 from tests.test_eventsub import _status, online, subscribe_webhook, webhook_server
 from tests.test_faults import TcpProxy, pg_proxy  # noqa: F401  (pytest fixture)
+from tests.test_vod_storage import QUEUE, SECONDS, feed
+from tests.vod_support import make_flv
+
+
+@pytest.fixture(scope="module")
+def cbr_flv(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    # 3 Mbit/s: segments big enough to overflow the smallest (1 MiB) archive queue
+    return make_flv(tmp_path_factory.mktemp("flv") / "cbr.flv", SECONDS, bitrate="3M")
 
 
 def _errors(component: str) -> float:
@@ -216,8 +233,115 @@ async def test_eventsub_event_accepted_during_database_outage_is_delivered(
 
 
 async def _all_delivered(srv: Any) -> bool:
-    from sqlalchemy import select
-
     async with srv.platform.db.session() as db:
         rows = (await db.execute(select(EventSubMessage.status))).scalars().all()
     return len(rows) == 3 and set(rows) == {"delivered"}
+
+
+# A full disk in the data directory ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str = "48m") -> Iterator[Path]:
+    """A real, small file system (tmpfs) for the data directory, so ``ENOSPC`` comes from the
+    kernel as on a full disk. Needs root; a sandbox that cannot mount fails the test."""
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Take every free byte of ``disk`` with one file (removing it frees the disk again)."""
+    filler = disk / "filler"
+    with filler.open("wb", buffering=0) as f:  # unbuffered: nothing left over to fail at close
+        for chunk in (1 << 20, 1 << 12):
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * chunk)
+    assert shutil.disk_usage(disk).free < 64 * 1024
+    return filler
+
+
+async def test_disk_full_while_live_and_archiving(tmp_path: Path, cbr_flv: bytes) -> None:
+    """The data directory (SQLite and file storage) fills up while a channel is live: viewers
+    keep watching from the origin, the process stays up, API writes are answered 503, the
+    segments that could not wait are recorded as gaps, and archiving resumes by itself once
+    space is freed; the VOD is completed with every segment accounted for."""
+    with small_disk(tmp_path / "disk") as disk:
+        server = await start_server(disk, archive_queue_bytes=QUEUE)
+        try:
+            user = await server.create_user("fullness")
+            media = server.platform.state["media"]
+            archiver = server.platform.state["vod.archiver"]
+            assert isinstance(media, MediaService) and isinstance(archiver, Archiver)
+            info = StreamInfo(stream_id="s-full", user_id=user["user_id"], login="fullness", broadcaster_type="")
+            session = await media.open_stream(info)
+            reader = FlvTagReader()
+            tags = reader.feed(cbr_flv)
+            assert reader.header is not None
+            session.feed(reader.header)
+
+            async def stored() -> list[VodSegment]:
+                async with server.platform.db.session() as db:
+                    return list((await db.execute(select(VodSegment).where(VodSegment.rendition == "source")
+                                                  .order_by(VodSegment.seq))).scalars().all())
+
+            feed(session, tags, 0, 4)
+            await wait_for(stored, 20)  # the first segment is archived
+            failures = _errors("vod_archive")
+            filler = fill(disk)
+            feed(session, tags, 4, 10)
+            live = media.stream("fullness")
+            assert live is not None
+            await wait_for(lambda: live.segmenters["source"].next_msn >= 5, 20)
+            rec = next(iter(archiver.recordings))
+            await wait_for(lambda: rec.gaps >= 1, 20)  # the queue overflowed while nothing could be written
+            assert _errors("vod_archive") > failures and archiver.pending_bytes <= QUEUE
+            headers = {"Client-Id": user["client_id"], "Authorization": f"Bearer {user['token']}"}
+            async with httpx.AsyncClient(base_url=server.http_url, timeout=10, headers=headers) as http:
+                r = await http.get("/hls/fullness/source/playlist.m3u8")  # the origin serves from memory
+                assert r.status_code == 200 and "seg3.m4s" in r.text
+                assert (await http.get("/hls/fullness/source/seg3.m4s")).status_code == 200
+                r = await http.patch(f"/helix/channels?broadcaster_id={user['user_id']}",
+                                     json={"title": "written on a full disk"})
+                # 503 + Retry-After ("database or disk is full"); 204 if SQLite found room in its WAL
+                assert r.status_code in (204, 503), r.text
+                filler.unlink()  # the operator frees space; no restart
+
+                async def written() -> bool:
+                    r = await http.patch(f"/helix/channels?broadcaster_id={user['user_id']}",
+                                         json={"title": "written after the disk was freed"})
+                    return r.status_code == 204
+
+                await wait_for(written, 20, 0.2)
+            await wait_for(lambda: not rec.queue, 30)
+            for second in range(10, int(SECONDS) + 1, 2):
+                feed(session, tags, second, second + 2)
+                if second < SECONDS:
+                    opened = second // 2 + 1
+                    await wait_for(lambda: live.segmenters["source"].next_msn >= opened, 20)  # noqa: B023
+                await wait_for(lambda: not rec.queue, 30)
+            await session.close()
+
+            async def ready() -> Video | None:
+                async with server.platform.db.session() as db:
+                    v = (await db.execute(select(Video).where(Video.user_id == user["user_id"]))).scalars().first()
+                return v if v is not None and v.status == "ready" else None
+
+            video = await wait_for(ready, 60)
+            rows = await stored()
+            assert [r.seq for r in rows] == list(range(live.segmenters["source"].next_msn))
+            gaps = [r for r in rows if r.status == "gap"]
+            assert gaps and video.gap_seconds == pytest.approx(sum(r.duration for r in gaps))
+            assert rows[-1].status == "stored"  # archiving resumed after the space came back
+            names = set(await server.platform.storage.list(f"vods/{video.id}/source/"))
+            assert {f"vods/{video.id}/source/{r.seq}.m4s" for r in rows if r.status == "stored"} <= names
+            async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
+                body = (await http.get(f"/vods/{video.id}/source/playlist.m3u8")).text
+                assert body.count("#EXT-X-GAP") == len(gaps) and body.rstrip().endswith("#EXT-X-ENDLIST")
+                assert (await http.get("/healthz")).status_code == 200
+        finally:
+            await server.runner.stop()
