@@ -13,14 +13,18 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 
 from livecast import metrics
@@ -35,7 +39,8 @@ from livecast.vod.models import Video, VodSegment
 from tests.conftest import start_server, wait_for
 from tests.helix_support import Receiver, app_with_tokens, headers
 from tests.test_eventsub import _status, online, subscribe_webhook, webhook_server
-from tests.test_faults import TcpProxy, pg_proxy  # noqa: F401  (pytest fixture)
+from tests.test_faults import TcpProxy, _playlist_segments, _run, pg_proxy  # noqa: F401  (pytest fixture)
+from tests.test_ingest_e2e import ffmpeg_publish
 from tests.test_vod_storage import QUEUE, SECONDS, feed
 from tests.vod_support import make_flv
 
@@ -214,6 +219,8 @@ async def test_eventsub_event_accepted_during_database_outage_is_delivered(
         await wait_for(lambda: _status(srv, sub_id), timeout=20)
         await publish_event(srv.platform.bus, "stream.online", online(alice, 0))
         await wait_for(lambda: len(receiver.notifications()) == 1, timeout=20)
+        # Its row must say so before the cut, or it is (rightly) sent again with the same id.
+        await wait_for(lambda: _delivered(srv, 1), timeout=20)
 
         await proxy.cut()
         waiting = _errors("eventsub_dispatch")
@@ -223,7 +230,7 @@ async def test_eventsub_event_accepted_during_database_outage_is_delivered(
         await proxy.restore()
 
         await wait_for(lambda: len(receiver.notifications()) >= 3, timeout=30)
-        await wait_for(lambda: _all_delivered(srv), timeout=20)
+        await wait_for(lambda: _delivered(srv, 3), timeout=20)
         notes = receiver.notifications()
         assert [n["event"]["id"] for _, n in notes] == ["stream-0", "stream-1", "stream-2"]
         assert len({h_["Twitch-Eventsub-Message-Id"] for h_, _ in notes}) == 3
@@ -232,10 +239,10 @@ async def test_eventsub_event_accepted_during_database_outage_is_delivered(
         await receiver.stop()
 
 
-async def _all_delivered(srv: Any) -> bool:
+async def _delivered(srv: Any, count: int) -> bool:
     async with srv.platform.db.session() as db:
         rows = (await db.execute(select(EventSubMessage.status))).scalars().all()
-    return len(rows) == 3 and set(rows) == {"delivered"}
+    return len(rows) == count and set(rows) == {"delivered"}
 
 
 # A full disk in the data directory ------------------------------------------------------------
@@ -345,3 +352,141 @@ async def test_disk_full_while_live_and_archiving(tmp_path: Path, cbr_flv: bytes
                 assert (await http.get("/healthz")).status_code == 200
         finally:
             await server.runner.stop()
+
+
+# SIGTERM while archiving and while a webhook is being delivered -------------------------------
+
+
+class HoldingReceiver:
+    """A real webhook receiver that answers challenges and acknowledges notifications, except
+    that it holds the first notification's request open (no answer at all), so the sender is
+    stopped in the middle of delivering it."""
+
+    def __init__(self) -> None:
+        self.arrived: list[tuple[str, str, dict[str, Any]]] = []  # (message id, retry, body)
+        self.acknowledged: list[str] = []
+        self.release = asyncio.Event()
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/callback", self._handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        kind = request.headers["Twitch-Eventsub-Message-Type"]
+        if kind == "webhook_callback_verification":
+            return web.Response(text=body["challenge"])
+        message_id = request.headers["Twitch-Eventsub-Message-Id"]
+        self.arrived.append((message_id, request.headers["Twitch-Eventsub-Message-Retry"], body))
+        if len(self.arrived) == 1:
+            await self.release.wait()  # the sender goes away before this is answered
+        self.acknowledged.append(message_id)
+        return web.Response(status=204)
+
+    async def stop(self) -> None:
+        self.release.set()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+async def _serve(env: dict[str, str], log: Path) -> tuple[asyncio.subprocess.Process, dict[str, int]]:
+    ports_file = Path(env["LIVECAST_DATA_DIR"]) / "ports.json"
+    ports_file.unlink(missing_ok=True)
+    with log.open("ab") as out:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "livecast", "serve", env=env,
+                                                    stdout=out, stderr=asyncio.subprocess.STDOUT)
+    await wait_for(lambda: ports_file.exists() and ports_file.read_text().strip().endswith("}"), timeout=60)
+    return proc, json.loads(ports_file.read_text())
+
+
+async def test_sigterm_while_archiving_and_delivering_a_webhook(tmp_path: Path) -> None:
+    """A real ``livecast serve`` is stopped with SIGTERM while a channel is live (archiving) and
+    while a webhook notification is in flight: the VOD holds every segment the live playlist
+    had listed, and is complete; after a restart the notification accepted before SIGTERM is
+    delivered once, with the same message id."""
+    data = tmp_path / "var"
+    env = {**os.environ, "LIVECAST_DATA_DIR": str(data), "LIVECAST_HTTP_PORT": "0", "LIVECAST_RTMP_PORT": "0",
+           "LIVECAST_IRC_PORT": "0", "LIVECAST_EVENTSUB_ALLOW_PRIVATE_CALLBACKS": "true"}
+    alice = await _run("admin", "create-user", "alice", "--json", env=env)
+    app = await _run("admin", "issue-token", "--app-token", "--json", env=env)
+    receiver = HoldingReceiver()
+    await receiver.start()
+    log = tmp_path / "serve.log"
+    serve, ports = await _serve(env, log)
+    publisher: asyncio.subprocess.Process | None = None
+    try:
+        base = f"http://127.0.0.1:{ports['http']}"
+        as_app = {"Client-Id": app["client_id"], "Authorization": f"Bearer {app['access_token']}"}
+        as_alice = {"Client-Id": alice["client_id"], "Authorization": f"Bearer {alice['token']}"}
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            r = await http.post("/helix/eventsub/subscriptions", headers=as_app, json={
+                "type": "channel.update", "version": "2", "condition": {"broadcaster_user_id": alice["user_id"]},
+                "transport": {"method": "webhook", "callback": f"http://127.0.0.1:{receiver.port}/callback",
+                              "secret": "0123456789abcdef"}})
+            assert r.status_code == 202, r.text
+
+            async def enabled() -> bool:
+                r = await http.get("/helix/eventsub/subscriptions", headers=as_app, params={"status": "enabled"})
+                return bool(r.json()["data"])
+
+            await wait_for(enabled, timeout=30, interval=0.2)
+            publisher = await ffmpeg_publish(ports["rtmp"], alice["stream_key"], 60, size="320x180")
+
+            async def listed() -> list[str] | None:
+                segments = await _playlist_segments(http, "alice")
+                return segments if segments and len(segments) >= 3 else None
+
+            await wait_for(listed, timeout=40, interval=0.3)
+            r = await http.patch(f"/helix/channels?broadcaster_id={alice['user_id']}", headers=as_alice,
+                                 json={"title": "accepted before SIGTERM"})
+            assert r.status_code == 204, r.text
+            await wait_for(lambda: receiver.arrived, timeout=30)  # in flight, held by the receiver
+            seen = await _playlist_segments(http, "alice")
+            assert seen is not None
+        serve.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(serve.wait(), 60) == 0
+        assert receiver.acknowledged == []  # the sender went away before an answer
+
+        with contextlib.closing(sqlite3.connect(data / "livecast.db")) as db:
+            videos = db.execute("SELECT id, status FROM videos").fetchall()
+            assert len(videos) == 1 and videos[0][1] == "ready", videos
+            video_id = videos[0][0]
+            rows = db.execute("SELECT seq, status FROM vod_segments WHERE video_id = ? AND rendition = 'source' "
+                              "ORDER BY seq", (video_id,)).fetchall()
+            pending = db.execute("SELECT message_id, status, attempts FROM eventsub_messages").fetchall()
+        archived = {seq for seq, status in rows if status == "stored"}
+        assert [seq for seq, _ in rows] == list(range(len(rows))) and len(archived) == len(rows)
+        listed_seqs = {int(name[3:-4]) for name in seen}
+        assert listed_seqs <= archived, (sorted(listed_seqs), sorted(archived))  # the last ones too
+        for seq in archived:
+            assert (data / "storage" / "vods" / video_id / "source" / f"{seq}.m4s").stat().st_size > 0
+        first_id = receiver.arrived[0][0]
+        assert pending == [(first_id, "pending", 0)]  # durably queued, not marked as tried
+
+        serve, ports = await _serve(env, log)  # the restart
+        await wait_for(lambda: receiver.acknowledged, timeout=30)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['http']}", timeout=30) as http:
+            assert (await http.get("/healthz")).status_code == 200
+        with contextlib.closing(sqlite3.connect(data / "livecast.db")) as db:
+            done = db.execute("SELECT message_id, status FROM eventsub_messages").fetchall()
+        assert done == [(first_id, "delivered")]
+        assert receiver.acknowledged == [first_id]  # exactly once, the same id
+        assert [m for m, _r, _b in receiver.arrived] == [first_id, first_id]
+        assert receiver.arrived[1][2]["event"]["title"] == "accepted before SIGTERM"
+        serve.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(serve.wait(), 60) == 0
+    finally:
+        for proc in (serve, publisher):
+            if proc is not None and proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        await receiver.stop()
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
