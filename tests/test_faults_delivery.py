@@ -103,12 +103,16 @@ async def test_stalled_http_reader_is_cut_and_others_are_served(tmp_path: Path) 
 # EventSub WebSocket slow client ---------------------------------------------------------------
 
 
-async def test_eventsub_websocket_slow_client_is_closed_4005(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("reads_again", [True, False], ids=["reads-again", "never-reads"])
+async def test_eventsub_websocket_slow_client_is_closed_4005(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            reads_again: bool) -> None:
     """A session that does not read its notifications is closed with 4005 (Twitch's transient
     network timeout, so clients reconnect) once its queue is full, instead of silently losing
-    the notifications past the limit; its subscriptions end with that status."""
+    the notifications past the limit; its subscriptions end with that status. The close frame
+    waits behind what the client has not read: a client that reads again gets it, one that
+    never does is cut by the HTTP write timeout."""
     monkeypatch.setattr(eventsub_ws, "MAX_QUEUED", 20)  # the real limit is 10,000; same code path
-    srv = await start_server(tmp_path)
+    srv = await start_server(tmp_path, http_write_timeout=1.0 if not reads_again else 60.0)
     loop = asyncio.get_running_loop()
     sock = socket.socket()
     try:
@@ -136,9 +140,12 @@ async def test_eventsub_websocket_slow_client_is_closed_4005(tmp_path: Path, mon
             while _errors("eventsub_ws_slow_client") == before:  # the client reads nothing meanwhile
                 await srv.platform.bus.publish(f"eventsub.session.{session}", big)
                 await asyncio.sleep(0.01)
-            # The client reads again: what was already sent, then the close frame with 4005.
-            code = await asyncio.wait_for(reader.close_code(), 30)
-            assert code == 4005
+            if reads_again:  # what was already sent, then the close frame with 4005
+                code = await asyncio.wait_for(reader.close_code(), 30)
+                assert code == 4005
+            else:  # the connection is aborted; the session is over all the same
+                manager = srv.platform.state["eventsub.ws"]
+                await wait_for(lambda: session not in manager.connections, timeout=30)
             await wait_for(lambda: _ws_sub_status(c, h, "websocket_network_timeout"), timeout=20)
     finally:
         sock.close()
