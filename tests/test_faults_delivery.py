@@ -497,3 +497,54 @@ async def test_sigterm_while_archiving_and_delivering_a_webhook(tmp_path: Path) 
         await receiver.stop()
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
+
+
+async def test_payment_and_its_notification_across_a_database_outage(
+        tmp_path: Path, pg_proxy: tuple[TcpProxy, str]) -> None:  # noqa: F811
+    """A Stripe payment that arrives while PostgreSQL is cut is refused with 503 (so Stripe
+    retries it), not half-booked; its retry after the outage is booked once, the ledger
+    balances, and the ``channel.subscribe`` notification reaches the webhook exactly once."""
+    from tests.test_subscriptions_stripe import SECRET, Client, checkout_event, meta, snapshot, users
+
+    proxy, url = pg_proxy
+    receiver = Receiver()
+    await receiver.start()
+    srv = await webhook_server(tmp_path, database_url=url, stripe_webhook_secret=SECRET)
+    try:
+        ids = await users(srv.platform, "chan", "early", "late")
+        client_id, _s, app_token, _ = await app_with_tokens(srv, [ids["chan"]])
+        async with httpx.AsyncClient(base_url=srv.http_url, timeout=30) as http:
+            r = await subscribe_webhook(http, headers(client_id, app_token), ids["chan"], receiver.url,
+                                        type_="channel.subscribe")
+            assert r.status_code == 202, r.text
+            await wait_for(lambda: _status(srv, r.json()["data"][0]["id"]), timeout=20)
+            stripe = Client(http)
+            first = await stripe.deliver(checkout_event("evt_early", "pi_early", meta("subscribe", ids["chan"],
+                                                                                       ids["early"]), 499))
+            assert first.status_code == 200 and first.json()["status"] == "processed"
+            await wait_for(lambda: _delivered(srv, 1), timeout=20)
+
+            await proxy.cut()
+            late = checkout_event("evt_late", "pi_late", meta("subscribe", ids["chan"], ids["late"]), 499)
+            refused = await stripe.deliver(late)
+            assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
+            await proxy.restore()
+
+            async def retried() -> bool:  # what Stripe does with a 5xx: the same event again
+                r = await stripe.deliver(late)
+                return r.status_code == 200 and r.json()["status"] == "processed"
+
+            await wait_for(retried, timeout=30, interval=0.3)
+            again = await stripe.deliver(late)
+            assert again.status_code == 200 and again.json()["status"] == "duplicate"
+        await wait_for(lambda: _delivered(srv, 2), timeout=30)
+        state = await snapshot(srv.platform)
+        assert sorted(s[:2] for s in state["subs"]) == sorted([(ids["early"], "active"), (ids["late"], "active")])
+        assert state["charges"] == 2 and state["txns"] == 2 and state["unbalanced"] == []
+        assert state["balances"][("cash:stripe", "USD")] == 998
+        notes = receiver.notifications()
+        assert sorted(n["event"]["user_id"] for _, n in notes) == sorted([ids["early"], ids["late"]])
+        assert len({h_["Twitch-Eventsub-Message-Id"] for h_, _ in notes}) == 2
+    finally:
+        await srv.runner.stop()
+        await receiver.stop()
