@@ -34,6 +34,7 @@ from livecast.bus import publish_event
 from livecast.ingest.pipeline import StreamInfo
 from livecast.media.flvsource import FlvTagReader
 from livecast.media.service import MediaService
+from livecast.vod import archive
 from livecast.vod.archive import Archiver
 from livecast.vod.models import Video, VodSegment
 from tests.conftest import start_server, wait_for
@@ -548,3 +549,57 @@ async def test_payment_and_its_notification_across_a_database_outage(
     finally:
         await srv.runner.stop()
         await receiver.stop()
+
+
+async def test_shutdown_with_storage_full_records_the_rest_as_gaps(
+        tmp_path: Path, cbr_flv: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process is stopped while storage (its own small disk, full) still refuses the last
+    segments: after the drain time they are recorded as gaps and the VOD is completed, not
+    left ``recording`` with its end silently missing."""
+    monkeypatch.setattr(archive, "STOP_DRAIN_S", 1.0)  # the same path as the default 8 s
+    with small_disk(tmp_path / "storage-disk", "16m") as disk:
+        server = await start_server(tmp_path, storage_url=f"file://{disk}", archive_queue_bytes=QUEUE)
+        stopped = False
+        try:
+            user = await server.create_user("stopper")
+            media = server.platform.state["media"]
+            assert isinstance(media, MediaService)
+            info = StreamInfo(stream_id="s-stop", user_id=user["user_id"], login="stopper", broadcaster_type="")
+            session = await media.open_stream(info)
+            reader = FlvTagReader()
+            tags = reader.feed(cbr_flv)
+            assert reader.header is not None
+            session.feed(reader.header)
+
+            async def rows() -> list[VodSegment]:
+                async with server.platform.db.session() as db:
+                    return list((await db.execute(select(VodSegment).where(VodSegment.rendition == "source")
+                                                  .order_by(VodSegment.seq))).scalars().all())
+
+            feed(session, tags, 0, 4)
+            await wait_for(rows, 20)
+            fill(disk)
+            feed(session, tags, 4, 8)
+            live = media.stream("stopper")
+            assert live is not None
+            await wait_for(lambda: live.segmenters["source"].next_msn >= 3, 20)
+            await server.runner.stop()  # what SIGTERM runs
+            stopped = True
+            produced = live.segmenters["source"].next_msn
+        finally:
+            if not stopped:
+                await server.runner.stop()
+    # The database is on another disk: read it back with a fresh process's view.
+    server = await start_server(tmp_path)
+    try:
+        async with server.platform.db.session() as db:
+            video = (await db.execute(select(Video))).scalars().one()
+            segs = list((await db.execute(select(VodSegment).where(VodSegment.rendition == "source")
+                                          .order_by(VodSegment.seq))).scalars().all())
+        assert video.status == "ready"
+        assert [s.seq for s in segs] == list(range(len(segs))) and len(segs) >= produced - 1
+        gaps = [s for s in segs if s.status == "gap"]
+        assert gaps and segs[0].status == "stored"
+        assert video.gap_seconds == pytest.approx(sum(s.duration for s in gaps))
+    finally:
+        await server.runner.stop()

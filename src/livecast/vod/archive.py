@@ -8,7 +8,9 @@ so a listed segment always exists). A failed upload is retried with backoff and 
 grows meanwhile; when the node's pending bytes pass ``archive_queue_bytes`` the oldest queued
 segment is given up and recorded as a *gap* (``EXT-X-GAP`` in the playlist, ``gap_seconds``
 on the video) instead of being silently missing. An outage shorter than the queue loses
-nothing: the VOD is completed when storage comes back.
+nothing: the VOD is completed when storage comes back. At shutdown the queue gets
+``STOP_DRAIN_S`` to drain; what storage has still not taken by then is recorded as gaps and
+the VOD completed (:meth:`Recording.close_as_gaps`), never left ``recording``.
 
 The recent segments of the reference rendition also stay in a :class:`LiveBuffer` bounded by
 ``clip_buffer_seconds``, which clips read before falling back to storage, so cutting the last
@@ -43,6 +45,7 @@ log = logging.getLogger("livecast.vod")
 RETRY_MIN_S, RETRY_MAX_S = 0.25, 2.0
 THUMBNAIL_SEQ = 1  # the second segment: past any black fade-in at the very start
 STOP_DRAIN_S = 8.0
+STOP_GAPS_S = 5.0  # then this long to record what is still queued as gaps
 
 
 @dataclass
@@ -260,6 +263,10 @@ class Recording:
         if not item.gap:
             await storage.put(keys.segment_key(self.video_id, item.rendition, item.seq), item.data,
                               "video/iso.segment")
+        await self._record(item)
+
+    async def _record(self, item: Upload) -> None:
+        """The segment's row and the video's running totals (the database half of ``_store``)."""
         async with self.archiver.platform.db.session() as db:
             if await db.get(VodSegment, (self.video_id, item.rendition, item.seq)) is None:
                 db.add(VodSegment(
@@ -273,6 +280,28 @@ class Recording:
                 if item.gap:
                     values["gap_seconds"] = Video.gap_seconds + item.duration
             await db.execute(update(Video).where(Video.id == self.video_id).values(**values))
+
+    async def close_as_gaps(self) -> None:
+        """At shutdown, after the drain time, with storage still failing: record what is left
+        in the queue as gaps and complete the video. The segments are lost with the process
+        either way (they are only in memory); this makes the loss visible (``EXT-X-GAP``,
+        ``gap_seconds``) instead of leaving a VOD ``recording`` for ever with its end missing.
+        Only the database is written, so a storage outage does not stop it."""
+        if not self.created:
+            return
+        while self.queue:
+            item = self.queue[0]
+            if not item.gap:
+                item.gap = True
+                self.archiver.pending_bytes -= item.size
+                item.data = b""
+                self.gaps += 1
+                metrics.errors.labels("vod_archive_gap").inc()
+            await self._record(item)
+            self.queue.popleft()
+        await self._finish()
+        event(log, "vod closed at shutdown with gaps", level=logging.WARNING, video_id=self.video_id,
+              login=self.info.login, gaps=self.gaps)
 
     async def _finish(self) -> None:
         async with self.archiver.platform.db.session() as db:
@@ -336,15 +365,20 @@ class Archiver:
         listeners = self.platform.state.get("media.live_listeners", [])
         if self.on_live in listeners:
             listeners.remove(self.on_live)
-        tasks = [r.task for r in self.recordings if r.task is not None]
+        owners = {r.task: r for r in self.recordings if r.task is not None}
         for rec in list(self.recordings):
             rec.on_end()  # the process is going away: finish with what was produced
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=STOP_DRAIN_S)
+        if owners:
+            _done, pending = await asyncio.wait(owners, timeout=STOP_DRAIN_S)
             for task in pending:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            for task in pending:  # storage is still failing: say what is missing, and end the VOD
+                try:
+                    await asyncio.wait_for(owners[task].close_as_gaps(), STOP_GAPS_S)
+                except Exception as exc:  # the database is down too: nothing more can be recorded
+                    log.warning("vod %s left recording at shutdown: %s", owners[task].video_id, exc)
 
 
 def archiver_of(platform: Platform) -> Archiver | None:
