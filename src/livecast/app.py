@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livecast import __version__, metrics
 from livecast.platform import Platform
@@ -67,6 +68,43 @@ def components_for(roles: tuple[str, ...]) -> list[str]:
             if any(role in roles for role in COMPONENT_ROLES.get(name, DEFAULT_COMPONENT_ROLES))]
 
 
+class RequestMetrics:
+    """Counts every HTTP response by route and status, and times it to its first byte.
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's ``BaseHTTPMiddleware``
+    runs the rest of the app in a task group of its own and relays the response through a
+    memory stream, a fixed cost on every request that profiling put at about a tenth of a
+    one-row Helix read. Recorded at ``http.response.start``, the moment ``call_next``
+    returned before, so the figures mean what they meant.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        # prometheus_client's labels() validates and locks on every call; the children for a
+        # (route, status) pair never change, so each pair is looked up once.
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                name = getattr(scope.get("route"), "path", "unmatched")
+                status = int(message["status"])
+                children = self._children.get((name, status))
+                if children is None:
+                    children = (metrics.http_requests.labels(name, str(status)), metrics.http_latency.labels(name))
+                    self._children[(name, status)] = children
+                children[0].inc()
+                children[1].observe(time.perf_counter() - start)
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
 def create_app(platform: Platform) -> FastAPI:
     app = FastAPI(
         title="Livecast",
@@ -77,15 +115,7 @@ def create_app(platform: Platform) -> FastAPI:
     )
     app.state.platform = platform
 
-    @app.middleware("http")
-    async def _metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.http_requests.labels(name, str(response.status_code)).inc()
-        metrics.http_latency.labels(name).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(RequestMetrics)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

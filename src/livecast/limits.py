@@ -108,8 +108,9 @@ class BodySizeLimit:
 
     A declared ``Content-Length`` over the limit is refused before a byte of the body is read;
     a chunked body is counted as it arrives, and at the first byte over the app is told the
-    client went away (``http.disconnect``) and whatever it answers is replaced by the 413. Not an
-    exception raised from ``receive``: the app's ``BaseHTTPMiddleware`` would wrap it in an
+    client went away (``http.disconnect``) and whatever it answers is replaced by the 413, sent
+    once the rest of the upload is read and dropped (:func:`_drain`). Not an exception raised
+    from ``receive``: any ``BaseHTTPMiddleware`` in the app would wrap it in an
     ``ExceptionGroup`` on its way out and the client would see a 500.
     """
 
@@ -162,7 +163,33 @@ class BodySizeLimit:
             if not overflow or started:
                 raise
         if overflow and not started:
+            await _drain(receive)
             await _send_error(send, 413, "Payload Too Large", f"Request body larger than {limit} bytes")
+
+
+# How much more of an oversized chunked body is read and dropped before the 413 goes out, and
+# for how long at most. A server that answers and closes while the client is still sending
+# makes the kernel reset the connection, and the client sees a broken pipe instead of the 413
+# (nginx's "lingering close" answers the same problem). The app's own answer used to take long
+# enough for a small upload to finish; the bound keeps a large one from holding us up.
+DRAIN_BYTES = 64 * 1024
+DRAIN_S = 1.0
+
+
+async def _drain(receive: Receive) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_S
+    read = 0
+    while read < DRAIN_BYTES:
+        try:
+            message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        read += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def _send_error(send: Send, status: int, reason: str, message: str, extra: dict[str, str] | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import json
 import logging
@@ -184,10 +185,30 @@ class Runner:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self._signal)
         await self.start()
+        freeze_startup_heap()
         try:
             await self.stopping.wait()
         finally:
             await self.stop()
+
+
+def freeze_startup_heap() -> None:
+    """Move everything built at start-up out of the cyclic garbage collector's sight.
+
+    A serving process holds some 170,000 long-lived objects (modules, the app and its routes,
+    SQLAlchemy and Pydantic metadata) and allocates quickly while it answers requests, so
+    CPython ran a full collection over all of them every second or so, each pausing the one
+    event loop for about 90 ms: under Helix load that was 12% of the CPU and nearly all of
+    the p99 (users: 110 ms at a 12 ms p50; 17 ms once frozen). ``gc.freeze`` after a final
+    collection leaves later collections only the objects made since. Start-up garbage is
+    collected first; what start-up built and later drops is freed by reference counting as
+    usual, and only a reference cycle among such objects would outlive it.
+
+    Called by ``livecast serve`` (:meth:`Runner.run_forever`) only: a test process that
+    starts and stops many servers in turn must still collect each one's cycles.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _url(name: str, host: str, port: int) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -27,6 +28,42 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+# A pooled connection is pinged before use only when it sat unused for longer than this.
+# SQLAlchemy's ``pool_pre_ping`` pings on *every* checkout, and on asyncpg its ping is
+# BEGIN, ``;``, ROLLBACK: three round trips in front of a one-query Helix read, most of
+# that request's database time. A connection that answered a query a moment ago is alive;
+# one that sat idle is where a database restart or an idle timeout hides. A connection that
+# dies between two busy uses fails its next statement instead, which invalidates the pool
+# (SQLAlchemy's disconnect handling), and read-only callers retry once (``reads.rows``).
+PING_IF_IDLE_S = 1.0
+_IDLE_SINCE = "livecast.idle_since"
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Install the idle-only pre-ping (see :data:`PING_IF_IDLE_S`) on ``engine``'s pool."""
+    dialect = engine.dialect
+
+    def checkin(dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    def checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since <= PING_IF_IDLE_S:
+            return  # fresh from connect(), or busy a moment ago
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as err:
+            if dialect.is_disconnect(err, dbapi_conn, None):
+                # The server restarted or the network broke: every pooled connection is
+                # suspect. The pool retries this checkout on a new connection.
+                raise exc.InvalidatePoolError() from err
+            raise
+
+    event.listen(engine.sync_engine, "checkin", checkin)
+    event.listen(engine.sync_engine, "checkout", checkout)
+
+
 class Database:
     """One engine per process; ``session()`` gives a unit of work that commits on success."""
 
@@ -38,10 +75,12 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            kwargs.update(pool_size=20, max_overflow=10)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            _ping_idle_connections(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property
