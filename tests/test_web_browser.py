@@ -394,3 +394,26 @@ async def test_sign_up_sign_out_sign_in_through_the_pages(server: Server, browse
     await page.click("#login button[type=submit]")
     await expect(page.locator("h1")).to_have_text("Creator dashboard")  # ... and back after
     assert page.url.endswith("/dashboard")
+
+
+async def test_raid_takes_viewers_to_the_target(server: Server, browser: Browser) -> None:
+    import httpx
+
+    from tests.helix_support import headers
+
+    raider = await server.create_user("raider")
+    target = await server.create_user("raidtarget")
+    ctx = await context_for(browser, server)
+    page = await open_channel(ctx, server, "raider")
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        r = await http.post("/helix/raids", headers=headers(raider["client_id"], raider["token"]),
+                            params={"from_broadcaster_id": raider["user_id"], "to_broadcaster_id": target["user_id"]})
+        assert r.status_code == 200, r.text
+    await expect(page.locator("#raid-banner")).to_contain_text("Raiding raidtarget", timeout=10_000)
+    await page.wait_for_url(re.compile(r"/raidtarget\?referrer=raid$"), timeout=15_000)
+    await expect(page.locator("#channel-page")).to_be_visible()
+    # someone who opens the raider's page after the raid stays there
+    late = await open_channel(ctx, server, "raider")
+    await late.wait_for_timeout(4000)  # past the first status poll
+    assert late.url.endswith("/raider")
+    await ctx.close()

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from livecast import metrics
 from livecast.app import error_response
 from livecast.bus import publish_event
-from livecast.discovery import follows
+from livecast.discovery import follows, raids
 from livecast.identity import service
 from livecast.platform import Platform
 from livecast.subscriptions import pricing
@@ -60,9 +60,11 @@ def install(app: FastAPI, platform: Platform) -> None:
             profile = await queries.channel_profile(db, login[:25])
         if profile is None:
             return error_response(404, "No such channel")
+        raid = await raids.raid_state(platform.bus, profile.user_id)
         return JSONResponse(
             {
                 "login": profile.login,
+                "raid": raid,
                 "status": profile.status,
                 "stream_id": profile.stream_id,
                 "viewer_count": profile.viewer_count,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -25,6 +26,7 @@ from livecast.api.helix.schemas import ERRORS, Data
 from livecast.bus import publish_event
 from livecast.chat import service as chat
 from livecast.chat.state import Chatter
+from livecast.discovery import raids
 from livecast.ingest.models import Stream
 from livecast.platform import Platform
 from livecast.store.base import utcnow
@@ -39,7 +41,7 @@ class Raid(BaseModel):
 
 
 def _key(broadcaster_id: str) -> str:
-    return f"helix:raid:{broadcaster_id}"
+    return raids.pending_key(broadcaster_id)
 
 
 async def _complete(platform: Platform, key: str, payload: dict[str, Any], delay: float) -> None:
@@ -48,7 +50,8 @@ async def _complete(platform: Platform, key: str, payload: dict[str, Any], delay
     if raw is None or json.loads(raw).get("nonce") != payload["nonce"]:
         return  # cancelled or replaced
     await platform.bus.delete(key)
-    event = {k: v for k, v in payload.items() if k != "nonce"}
+    await raids.mark_raided(platform.bus, payload)  # viewers still on the raider's page follow
+    event = {k: v for k, v in payload.items() if k not in ("nonce", "starts_at")}
     await publish_event(platform.bus, "channel.raid", event)
     try:
         raider = await chat.user_by_login(platform, payload["from_broadcaster_user_login"])
@@ -79,7 +82,7 @@ async def start_raid(
         "from_broadcaster_user_id": raider.user_id, "from_broadcaster_user_login": raider.login,
         "from_broadcaster_user_name": raider.display_name, "to_broadcaster_user_id": target.id,
         "to_broadcaster_user_login": target.login, "to_broadcaster_user_name": target.display_name,
-        "viewers": viewers, "nonce": secrets.token_hex(8),
+        "viewers": viewers, "nonce": secrets.token_hex(8), "starts_at": time.time() + RAID_DELAY_S,
     }
     if not await caller.platform.bus.set(_key(raider.user_id), json.dumps(payload).encode(), ttl=90,
                                          only_if_absent=True):

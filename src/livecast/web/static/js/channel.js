@@ -12,6 +12,23 @@
   var viewers = document.getElementById("viewer-count");
   var title = document.getElementById("stream-title");
   var clipForm = document.getElementById("clip-form");  // only for signed-in viewers
+  var raidBanner = document.getElementById("raid-banner");
+  var polled = false, staleRaid = null;
+  /* A raid: a countdown while it is pending, then everyone watching goes to the target. A raid
+   * that had already happened when this page was opened is not followed. */
+  function onRaid(r) {
+    if (!r) { raidBanner.hidden = true; return; }
+    if (r.in_seconds > 0) {
+      raidBanner.hidden = false;
+      raidBanner.textContent = "Raiding " + r.to_name + " in " + Math.ceil(r.in_seconds) + " s…";
+      return;
+    }
+    if (!polled) { staleRaid = r.id; return; }
+    if (r.id === staleRaid) return;
+    raidBanner.hidden = false;
+    raidBanner.textContent = "Raiding " + r.to_name + "…";
+    window.location.href = "/" + encodeURIComponent(r.to_login) + "?referrer=raid";
+  }
   function poll() {
     fetch("/web/api/channel/" + encodeURIComponent(cfg.login) + "/status", { cache: "no-store" })
       .then(function (r) { return r.ok ? r.json() : null; })
@@ -20,6 +37,8 @@
         player.update(s.status);
         viewers.hidden = s.status === "offline";
         if (clipForm) clipForm.hidden = s.status === "offline";  // a live clip needs a live stream
+        onRaid(s.raid);
+        polled = true;
         viewers.textContent = s.viewer_count + " viewer" + (s.viewer_count === 1 ? "" : "s");
         if (s.status !== "offline" && s.title) title.textContent = s.title;
       })
