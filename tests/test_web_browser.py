@@ -417,3 +417,28 @@ async def test_raid_takes_viewers_to_the_target(server: Server, browser: Browser
     await late.wait_for_timeout(4000)  # past the first status poll
     assert late.url.endswith("/raider")
     await ctx.close()
+
+
+async def test_go_live_notification_badge(server: Server, browser: Browser) -> None:
+    from livecast.discovery import notifications
+    from livecast.discovery.follows import follow
+
+    star = await server.create_user("nightowl")
+    fan = await server.create_user("earlybird")
+    async with server.platform.db.session() as db:
+        await follow(db, fan["user_id"], star["user_id"])
+    stream_id = await go_live(server, star["user_id"], title="<b>late</b> show")
+    assert await notifications.fan_out(server.platform.db.session, star["user_id"], stream_id) == 1
+    ctx = await context_for(browser, server, fan["user_id"])
+    page = await ctx.new_page()
+    await page.goto(f"{server.http_url}/")
+    await expect(page.locator("#notif-count")).to_have_text("1")
+    await page.click("#notif-bell")
+    link = page.locator("#notif-list a")
+    await expect(link).to_have_text("nightowl went live")
+    assert (await link.get_attribute("href")) == "/nightowl"
+    await expect(page.locator("#notif-count")).to_be_hidden()  # opening the panel marks it read
+    await page.reload()
+    await expect(page.locator("#notif-list a")).to_have_count(1)
+    await expect(page.locator("#notif-count")).to_be_hidden()
+    await ctx.close()
