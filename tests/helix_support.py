@@ -32,7 +32,18 @@ async def app_with_tokens(server: Server, user_ids: list[str], scopes: list[str]
     return client_id, secret, app_token.access_token, tokens
 
 
+async def seed_viewers(server: Server, channel_id: str, n: int) -> None:
+    """``n`` distinct viewers this minute, as heartbeats record them: the discovery worker's
+    count tick (every 10 s) then agrees with a test's ``viewer_count`` instead of resetting it."""
+    from livecast.discovery import viewers as counting
+
+    key = counting.minute_key(channel_id, counting.current_minute())
+    for i in range(n):
+        await server.platform.bus.hll_add(key, f"test-session-{i}", ttl=counting.KEY_TTL)
+
+
 async def add_stream(server: Server, user_id: str, viewers: int, **values: Any) -> str:
+    await seed_viewers(server, user_id, viewers)
     async with server.platform.db.session() as db:
         row = Stream(user_id=user_id, viewer_count=viewers, status="live", started_at=utcnow(), **values)
         db.add(row)

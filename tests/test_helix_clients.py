@@ -21,6 +21,7 @@ from twitchAPI.object.eventsub import StreamOnlineEvent
 from twitchAPI.twitch import Twitch
 from twitchAPI.type import AuthScope
 
+from livecast.api.eventsub.models import EventSubSubscription
 from livecast.api.eventsub.worker import EventSubWorker
 from livecast.bus import publish_event
 from tests.conftest import Server, start_server, wait_for
@@ -103,6 +104,13 @@ async def test_pytwitchapi_webhook_receiver(tmp_path: Path) -> None:
             received.append(event)
 
         sub_id = await hook.listen_stream_online(alice["user_id"], on_online)  # waits for our challenge
+        # pyTwitchAPI returns once it has answered the challenge; Livecast enables the
+        # subscription when the answer arrives, and events before that are not sent (as on Twitch).
+        async def enabled() -> bool:
+            async with server.platform.db.session() as db:
+                return (await db.get(EventSubSubscription, sub_id)).status == "enabled"  # type: ignore[union-attr]
+
+        await wait_for(enabled, timeout=10)
         await publish_event(server.platform.bus, "stream.online", online_event(alice))
         await wait_for(lambda: received, timeout=10)
         assert received[0].subscription.id == sub_id

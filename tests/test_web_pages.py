@@ -38,6 +38,9 @@ async def go_live(server: Server, user_id: str, *, title: str = "", category: st
                   status: str = "live", health: dict[str, Any] | None = None,
                   renditions: list[str] | None = None) -> str:
     """A streams row as the ingest domain writes it when a publisher connects."""
+    from tests.helix_support import seed_viewers
+
+    await seed_viewers(server, user_id, viewers)
     async with server.platform.db.session() as db:
         row = Stream(user_id=user_id, title=title, category_name=category, viewer_count=viewers, status=status,
                      health=health or {}, renditions=renditions or [])
