@@ -18,7 +18,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from livecast import metrics
-from livecast.discovery import recommend
+from livecast.discovery import raids, recommend
 from livecast.identity.service import RESERVED_LOGINS
 from livecast.platform import Platform
 from livecast.subscriptions import service as subscriptions
@@ -121,5 +121,7 @@ def install(app: FastAPI, platform: Platform) -> None:
             return await render(request, "not_found.html", status=404, what=f"channel {login!r}")
         if profile.login != login:
             return RedirectResponse(f"/{quote(profile.login)}", status_code=301)
+        raid = await raids.raid_state(platform.bus, profile.user_id)
         return await render(request, "channel.html", channel=profile, following=following, subscribed=subscribed,
-                            is_owner=viewer is not None and viewer.id == profile.user_id, videos=videos, clips=clips)
+                            is_owner=viewer is not None and viewer.id == profile.user_id, videos=videos, clips=clips,
+                            raid_done=raid["id"] if raid is not None and raid["in_seconds"] <= 0 else None)

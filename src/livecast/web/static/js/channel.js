@@ -13,9 +13,8 @@
   var title = document.getElementById("stream-title");
   var clipForm = document.getElementById("clip-form");  // only for signed-in viewers
   var raidBanner = document.getElementById("raid-banner");
-  var polled = false, staleRaid = null;
-  /* A raid: a countdown while it is pending, then everyone watching goes to the target. A raid
-   * that had already happened when this page was opened is not followed. */
+  var staleRaid = cfg.raid_done;  // a raid that had already happened when this page was rendered
+  /* A raid: a countdown while it is pending, then everyone watching goes to the target. */
   function onRaid(r) {
     if (!r) { raidBanner.hidden = true; return; }
     if (r.in_seconds > 0) {
@@ -23,7 +22,6 @@
       raidBanner.textContent = "Raiding " + r.to_name + " in " + Math.ceil(r.in_seconds) + " s…";
       return;
     }
-    if (!polled) { staleRaid = r.id; return; }
     if (r.id === staleRaid) return;
     raidBanner.hidden = false;
     raidBanner.textContent = "Raiding " + r.to_name + "…";
@@ -38,7 +36,6 @@
         viewers.hidden = s.status === "offline";
         if (clipForm) clipForm.hidden = s.status === "offline";  // a live clip needs a live stream
         onRaid(s.raid);
-        polled = true;
         viewers.textContent = s.viewer_count + " viewer" + (s.viewer_count === 1 ? "" : "s");
         if (s.status !== "offline" && s.title) title.textContent = s.title;
       })
