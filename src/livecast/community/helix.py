@@ -241,20 +241,28 @@ async def get_predictions(
         raise bad_request("The parameter \"id\" may be specified at most 25 times")
     await _broadcaster(caller, broadcaster_id)
     await _run(caller, lambda db, out: predictions.expire(db, out, channel_id=broadcaster_id))
-    stmt = select(Prediction).where(Prediction.channel_id == broadcaster_id)
-    if id:
-        stmt = stmt.where(Prediction.id.in_(id))
+    return await _newest_first(caller, Prediction, Prediction.created_at, broadcaster_id, id, after, first,
+                               predictions.helix_doc)
+
+
+async def _newest_first(caller: Caller, model: Any, when: Any, broadcaster_id: str, ids: list[str],
+                        after: str | None, first: int, doc: Any) -> Response:
+    """A channel's predictions or polls, newest first, keyset-paged on (time, id); asking by
+    ``id`` returns just those, unpaged, as Twitch does."""
+    stmt = select(model).where(model.channel_id == broadcaster_id)
+    if ids:
+        stmt = stmt.where(model.id.in_(ids))
     if after:
-        created, last = pagination.decode(after, (str, str))
-        stmt = stmt.where((Prediction.created_at < _when(created))
-                          | ((Prediction.created_at == _when(created)) & (Prediction.id < last)))
-    stmt = stmt.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(first + 1)
+        at, last = pagination.decode(after, (str, str))
+        stmt = stmt.where((when < _when(at)) | ((when == _when(at)) & (model.id < last)))
+    stmt = stmt.order_by(when.desc(), model.id.desc()).limit(first + 1)
     async with caller.platform.db.session() as db:
         rows = list((await db.execute(stmt)).scalars().all())
-        more = len(rows) > first and not id
+        more = len(rows) > first and not ids
         rows = rows[:first]
-        data = [await predictions.helix_doc(db, p) for p in rows]
-    cursor = pagination.encode(rows[-1].created_at.isoformat(), rows[-1].id) if more and rows else None
+        data = [await doc(db, row) for row in rows]
+    key = when.key
+    cursor = pagination.encode(getattr(rows[-1], key).isoformat(), rows[-1].id) if more and rows else None
     return json_response({"data": data, "pagination": pagination.pagination(cursor)})
 
 
@@ -315,21 +323,7 @@ async def get_polls(
         raise bad_request("The parameter \"id\" may be specified at most 20 times")
     await _broadcaster(caller, broadcaster_id)
     await _run(caller, lambda db, out: polls.expire(db, out, channel_id=broadcaster_id))
-    stmt = select(Poll).where(Poll.channel_id == broadcaster_id)
-    if id:
-        stmt = stmt.where(Poll.id.in_(id))
-    if after:
-        started, last = pagination.decode(after, (str, str))
-        stmt = stmt.where((Poll.started_at < _when(started))
-                          | ((Poll.started_at == _when(started)) & (Poll.id < last)))
-    stmt = stmt.order_by(Poll.started_at.desc(), Poll.id.desc()).limit(first + 1)
-    async with caller.platform.db.session() as db:
-        rows = list((await db.execute(stmt)).scalars().all())
-        more = len(rows) > first and not id
-        rows = rows[:first]
-        data = [await polls.helix_doc(db, p) for p in rows]
-    cursor = pagination.encode(rows[-1].started_at.isoformat(), rows[-1].id) if more and rows else None
-    return json_response({"data": data, "pagination": pagination.pagination(cursor)})
+    return await _newest_first(caller, Poll, Poll.started_at, broadcaster_id, id, after, first, polls.helix_doc)
 
 
 @router.post("/polls", responses={200: {"model": Data[dict[str, Any]]}, **ERRORS})
