@@ -24,6 +24,7 @@ import uuid
 from typing import Protocol
 
 from livecast import metrics
+from livecast.bus import Bus
 from livecast.chat import tmi
 from livecast.chat.service import cache
 from livecast.logs import event
@@ -68,6 +69,22 @@ def _wanted(variant: int, line: bytes) -> bool:
     if cmd in tmi.MEMBERSHIP_COMMANDS:
         return bool(variant & CAP_MEMBERSHIP)
     return True
+
+
+async def present_elsewhere(bus: Bus, channel: str, own_node: str = "") -> set[str]:
+    """Logins the other nodes' fresh presence entries list for ``channel``."""
+    logins: set[str] = set()
+    cutoff = time.time() - PRESENCE_TTL
+    for node, raw in (await bus.hash_get_all(presence_key(channel))).items():
+        if node == own_node:
+            continue
+        try:
+            entry = json.loads(raw)
+            if float(entry["at"]) >= cutoff:
+                logins.update(str(login) for login in entry["logins"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a malformed entry from another version: skip it, it expires
+    return logins
 
 
 class Member(Protocol):
@@ -228,18 +245,7 @@ class Hub:
 
     async def chatters(self, channel: str) -> set[str]:
         """Signed-in logins in the room on every node: this node's live, others' from presence."""
-        logins = self.members_of(channel)
-        cutoff = time.time() - PRESENCE_TTL
-        for node, raw in (await self.platform.bus.hash_get_all(presence_key(channel))).items():
-            if node == self.node:
-                continue
-            try:
-                entry = json.loads(raw)
-                if float(entry["at"]) >= cutoff:
-                    logins.update(str(login) for login in entry["logins"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a malformed entry from another version: skip it, it expires
-        return logins
+        return self.members_of(channel) | await present_elsewhere(self.platform.bus, channel, self.node)
 
     # Membership ---------------------------------------------------------------------------------
     def join(self, channel: str, member: Member) -> None:

@@ -579,9 +579,9 @@ async def send_whisper(platform: Platform, sender: Chatter, to_login: str, text:
 async def get_chatters(platform: Platform, channel_login: str) -> list[str]:
     """Signed-in logins in the room across every chat node (this node's live, the others' from
     their presence entries, at most ``PRESENCE_S`` old); empty where no chat role runs."""
-    hub = platform.state.get("chat.hub")
-    if hub is None:
-        from livecast.chat.rooms import Hub
+    from livecast.chat.rooms import present_elsewhere
 
-        hub = Hub(platform)  # not started: reads the other nodes' presence only
+    hub = platform.state.get("chat.hub")
+    if hub is None:  # no chat role in this process: presence is all there is
+        return sorted(await present_elsewhere(platform.bus, channel_login))
     return sorted(await hub.chatters(channel_login))
