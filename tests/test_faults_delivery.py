@@ -553,12 +553,15 @@ async def test_payment_and_its_notification_across_a_database_outage(
 
 async def test_shutdown_with_storage_full_records_the_rest_as_gaps(
         tmp_path: Path, cbr_flv: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The process is stopped while storage (its own small disk, full) still refuses the last
-    segments: after the drain time they are recorded as gaps and the VOD is completed, not
-    left ``recording`` with its end silently missing."""
+    """Without the archive's spool (``archive_spool_bytes=0``, or a spool that cannot be
+    written), the process is stopped while storage (its own small disk, full) still refuses
+    the last segments: after the drain time they are recorded as gaps and the VOD is
+    completed, not left ``recording`` with its end silently missing. (With the spool they
+    survive the stop: ``tests/test_vod_storage.py``.)"""
     monkeypatch.setattr(archive, "STOP_DRAIN_S", 1.0)  # the same path as the default 8 s
     with small_disk(tmp_path / "storage-disk", "16m") as disk:
-        server = await start_server(tmp_path, storage_url=f"file://{disk}", archive_queue_bytes=QUEUE)
+        server = await start_server(tmp_path, storage_url=f"file://{disk}", archive_queue_bytes=QUEUE,
+                                    archive_spool_bytes=0)
         stopped = False
         try:
             user = await server.create_user("stopper")

@@ -2,14 +2,16 @@
 
 The outage is real, not mocked: the file store's root is replaced by a plain file (every
 write fails with ENOTDIR), and the S3 store talks to moto through a TCP proxy that is shut
-and reopened. Live media keeps flowing throughout; the archive's bounded queue holds what it
-can, records the rest as a gap, and completes the VOD once storage is back.
+and reopened. Live media keeps flowing throughout; the archive's bounded spool holds what it
+can, records the rest as a gap, and completes the VOD once storage is back. A process stopped
+during the outage keeps its spool on disk, and the next one finishes the VOD from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,8 +25,10 @@ from sqlalchemy import select
 from livecast.ingest.pipeline import StreamInfo
 from livecast.media.flvsource import FlvTagReader, Tag
 from livecast.media.service import MediaService, StreamSession
-from livecast.vod.archive import Archiver
+from livecast.vod import stats
+from livecast.vod.archive import Archiver, Resumed
 from livecast.vod.models import Video, VodSegment
+from livecast.vod.spool import SPOOL_DIR, Spool, SpooledSegment
 from tests.conftest import Server, start_server, wait_for
 from tests.test_storage import s3_endpoint  # noqa: F401  (the session's moto server)
 from tests.vod_support import frame_numbers, make_flv, probe
@@ -124,7 +128,9 @@ def feed(session: StreamSession, tags: list[Tag], start: float, stop: float) -> 
 
 
 async def test_archive_survives_storage_outage(backend: Backend, cbr_flv: bytes, tmp_path: Path) -> None:
-    server: Server = await start_server(tmp_path, storage_url=backend.url, archive_queue_bytes=QUEUE)
+    # the spool as small as the memory queue, so that the outage outlasts it
+    server: Server = await start_server(tmp_path, storage_url=backend.url, archive_queue_bytes=QUEUE,
+                                        archive_spool_bytes=QUEUE)
     try:
         user = await server.create_user("archivist")
         media = server.platform.state["media"]
@@ -154,8 +160,8 @@ async def test_archive_survives_storage_outage(backend: Backend, cbr_flv: bytes,
             r = await http.get("/hls/archivist/source/playlist.m3u8")
             assert r.status_code == 200 and "seg3.m4s" in r.text
         rec = next(iter(archiver.recordings))
-        await wait_for(lambda: rec.gaps >= 1, 20)  # the queue overflowed: the oldest waiting segment is a gap
-        assert archiver.pending_bytes <= QUEUE
+        await wait_for(lambda: rec.gaps >= 1, 20)  # the spool overflowed: the oldest waiting segment is a gap
+        assert archiver.pending_bytes <= QUEUE and archiver.spool_bytes <= QUEUE
         await backend.up()
         await wait_for(lambda: not rec.queue, 30)  # what the queue held is stored now
         for second in range(10, int(SECONDS) + 1, 2):  # the rest one segment at a time, as a live source would
@@ -212,5 +218,210 @@ async def test_archive_survives_storage_outage(backend: Backend, cbr_flv: bytes,
             await wait_for(clip_ready, 30, 0.2)
         assert (await frame_numbers(f"{server.http_url}/clips/{clip_id}/clip.mp4"))[0] == round(10.5 * 30), [(r.offset, r.status) for r in rows]
         assert f"clips/{clip_id}.mp4" in await server.platform.storage.list("clips/")
+    finally:
+        await server.runner.stop()
+
+
+async def _video_rows(server: Server, video_id: str) -> dict[str, list[VodSegment]]:
+    async with server.platform.db.session() as db:
+        rows = (await db.execute(select(VodSegment).where(VodSegment.video_id == video_id)
+                                 .order_by(VodSegment.rendition, VodSegment.seq))).scalars().all()
+    by: dict[str, list[VodSegment]] = {}
+    for r in rows:
+        by.setdefault(r.rendition, []).append(r)
+    return by
+
+
+async def _only_video(server: Server) -> Video:
+    async with server.platform.db.session() as db:
+        return (await db.execute(select(Video))).scalars().one()
+
+
+async def test_stop_during_storage_outage_keeps_the_spool_and_the_next_start_finishes(
+        backend: Backend, cbr_flv: bytes, tmp_path: Path) -> None:
+    """SIGTERM's shutdown while storage is down: the segments storage has not taken stay in the
+    node's spool and the video is parked as ``processing``, with no gaps. The next start
+    retries while storage is still down, and once it is back uploads every segment and
+    completes the video, leaving the spool empty."""
+    spool_root = tmp_path / "var" / SPOOL_DIR
+    server = await start_server(tmp_path, storage_url=backend.url)
+    stopped = False
+    try:
+        user = await server.create_user("spooler")
+        media = server.platform.state["media"]
+        archiver = server.platform.state["vod.archiver"]
+        assert isinstance(media, MediaService) and isinstance(archiver, Archiver)
+        info = StreamInfo(stream_id="s-spooler", user_id=user["user_id"], login="spooler", broadcaster_type="")
+        session = await media.open_stream(info)
+        reader = FlvTagReader()
+        tags = reader.feed(cbr_flv)
+        assert reader.header is not None
+        session.feed(reader.header)
+
+        async def stored_seconds() -> float:
+            async with server.platform.db.session() as db:
+                rows = (await db.execute(select(VodSegment).where(VodSegment.rendition == "source"))).scalars().all()
+            return sum(r.duration for r in rows)
+
+        feed(session, tags, 0, 4)
+        await wait_for(stored_seconds, 20)
+        await backend.down()
+        feed(session, tags, 4, 12)
+        live = media.stream("spooler")
+        assert live is not None
+        await wait_for(lambda: live.segmenters["source"].next_msn >= 6, 20)
+        rec = next(iter(archiver.recordings))
+        video_id = rec.video_id
+        # everything storage has not taken is on disk, none of it only in memory
+        await wait_for(lambda: rec.on_disk() and archiver.spool_segments >= 3 and archiver.outage_since, 20)
+        assert archiver.pending_bytes == 0 and rec.gaps == 0
+        assert stats.archive_spool_bytes._value.get() == archiver.spool_bytes > 0
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await server.runner.stop()  # what SIGTERM runs
+        stopped = True
+        assert loop.time() - began < 8  # no drain wait: the spool holds the rest
+        produced = {name: seg.next_msn for name, seg in live.segmenters.items()}
+    finally:
+        if not stopped:
+            await server.runner.stop()
+    spooled = sorted(p.name for p in (spool_root / video_id).glob("source.*.json"))
+    assert spooled and (spool_root / video_id / "video.json").is_file()
+
+    # The next start, storage still down: it retries, the video waits, nothing is a gap.
+    server = await start_server(tmp_path, storage_url=backend.url)
+    try:
+        archiver = server.platform.state["vod.archiver"]
+        assert isinstance(archiver, Archiver)
+        await wait_for(lambda: archiver.resumed and archiver.outage_since, 10)
+        video = await _only_video(server)
+        assert video.status == "processing" and video.gap_seconds == 0
+        assert all(r.status == "stored" for rows in (await _video_rows(server, video_id)).values() for r in rows)
+        assert sorted(p.name for p in (spool_root / video_id).glob("source.*.json")) == spooled
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
+            assert "#EXT-X-ENDLIST" not in (await http.get(f"/vods/{video_id}/source/playlist.m3u8")).text
+
+        await backend.up()
+
+        async def ready() -> Video | None:
+            v = await _only_video(server)
+            return v if v.status == "ready" else None
+
+        video = await wait_for(ready, 30)
+        rows = await _video_rows(server, video_id)
+        assert set(rows) == set(produced)
+        for name, count in produced.items():
+            assert [r.seq for r in rows[name]] == list(range(count)), name  # every segment, in order
+            assert all(r.status == "stored" for r in rows[name]), name
+        stored = set(await server.platform.storage.list(f"vods/{video_id}/source/"))
+        assert {f"vods/{video_id}/source/{r.seq}.m4s" for r in rows["source"]} <= stored
+        assert video.gap_seconds == 0 and video.ended_at is not None
+        assert video.duration == pytest.approx(sum(r.duration for r in rows["source"]), abs=0.01)
+        assert not (spool_root / video_id).exists() and archiver.spool_bytes == archiver.spool_segments == 0
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
+            body = (await http.get(f"/vods/{video_id}/source/playlist.m3u8")).text
+            assert "#EXT-X-GAP" not in body and body.rstrip().endswith("#EXT-X-ENDLIST")
+            last = rows["source"][-1].seq
+            got = await http.get(f"/vods/{video_id}/source/{last}.m4s")  # spooled, uploaded after the restart
+            assert got.status_code == 200 and b"moof" in got.content[:64]
+            metrics_text = (await http.get("/metrics")).text
+            assert "livecast_vod_archive_spool_bytes 0.0" in metrics_text
+    finally:
+        await server.runner.stop()
+
+
+def _segment(rendition: str, seq: int, size: int) -> SpooledSegment:
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    return SpooledSegment(rendition, seq, 1, seq * 2.0, 2.0, start + dt.timedelta(seconds=seq * 2), False, size)
+
+
+def test_spool_scan_keeps_complete_segments_and_removes_debris(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / SPOOL_DIR)
+    spool.write_video("42", {"video_id": "42", "reference": "source"})
+    spool.write_init("42", "source", 1, b"init")
+    for seq in range(3):
+        spool.write_segment("42", _segment("source", seq, 4), b"data")
+    folder = tmp_path / SPOOL_DIR / "42"
+    (folder / "source.3.m4s").write_bytes(b"half")  # a write interrupted before its sidecar
+    (folder / ".source.4.m4s.tmp").write_bytes(b"tmp")
+    (folder / "source.1.json").write_text("{not json")
+    (tmp_path / SPOOL_DIR / "43").mkdir()  # no video.json: nothing to finish
+    with pytest.raises(ValueError):
+        spool.write_segment("../x", _segment("source", 0, 1), b"x")
+    found = spool.scan()
+    assert [v.video_id for v in found] == ["42"]
+    assert [s.seq for s in found[0].segments] == [0, 2] and found[0].doc["reference"] == "source"
+    assert found[0].segments[0] == _segment("source", 0, 4)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "init.source.1.mp4", "source.0.json", "source.0.m4s", "source.2.json", "source.2.m4s", "video.json"]
+    assert spool.read_init("42", "source", 1) == b"init" and not (tmp_path / SPOOL_DIR / "43").exists()
+
+
+async def test_spool_bound_gives_up_the_oldest_as_gaps(tmp_path: Path) -> None:
+    """Past ``archive_spool_bytes`` the oldest spooled segments (not the one being uploaded)
+    become gaps and their files are removed; the rest stay."""
+    limit = 1024 * 1024
+    server = await start_server(tmp_path, archive_spool_bytes=limit)
+    try:
+        archiver = server.platform.state["vod.archiver"]
+        assert isinstance(archiver, Archiver) and archiver.spool is not None
+        size = 300 * 1024
+        archiver.spool.write_video("77", {"video_id": "77", "reference": "source"})
+        for seq in range(5):
+            archiver.spool.write_segment("77", _segment("source", seq, size), b"\0" * size)
+        found = archiver.spool.scan()
+        res = Resumed(archiver, found[0])  # not started: nothing uploads meanwhile
+        res.uploading = True  # seq 0 is in flight: it is never the one given up
+        archiver.resumed.add(res)
+        archiver.spool_changed(found[0].nbytes, len(found[0].segments))
+        assert archiver.spool_bytes == 5 * size > limit
+        victims = archiver.make_spool_room()
+        assert [v.seq for _, v in victims] == [1, 2]
+        assert archiver.spool_bytes == 3 * size <= limit and archiver.spool_segments == 3
+        assert res.gaps == 2 and [(i.seq, i.gap) for i in res.queue][:3] == [(0, False), (1, True), (2, True)]
+        for owner, victim in victims:
+            await owner._unspool(victim)
+        assert [s.seq for s in archiver.spool.scan()[0].segments] == [0, 3, 4]
+        assert archiver.make_spool_room() == []  # under the bound: nothing more
+        archiver.resumed.discard(res)
+        archiver.spool_changed(-archiver.spool_bytes, -archiver.spool_segments)
+    finally:
+        await server.runner.stop()
+
+
+async def test_spool_left_by_a_killed_process_is_finished_with_its_holes_as_gaps(tmp_path: Path) -> None:
+    """A process killed before its video row was written (or whose shutdown could not record
+    its losses) left only the spool: the next start creates the video from ``video.json``,
+    uploads what is there, records the numbers missing between them as gaps sized from the
+    offsets, and completes the video."""
+    server = await start_server(tmp_path)
+    try:
+        user = await server.create_user("crashed")
+    finally:
+        await server.runner.stop()
+    spool = Spool(tmp_path / "var" / SPOOL_DIR)
+    spool.write_video("991", {"video_id": "991", "user_id": user["user_id"], "stream_id": None, "login": "crashed",
+                              "is_partner": False, "reference": "source",
+                              "renditions": {"source": {"codecs": "avc1", "width": 2, "height": 2, "fps": 30.0,
+                                                        "audio_only": False}}})
+    spool.write_init("991", "source", 1, b"init")
+    for seq in (0, 3):  # 1 and 2 died in memory
+        spool.write_segment("991", _segment("source", seq, 4), b"seg" + bytes([seq]))
+    server = await start_server(tmp_path)
+    try:
+        async def ready() -> Video | None:
+            async with server.platform.db.session() as db:
+                v = await db.get(Video, "991")
+            return v if v is not None and v.status == "ready" else None
+
+        video = await wait_for(ready, 15)
+        rows = (await _video_rows(server, "991"))["source"]
+        assert [(r.seq, r.status) for r in rows] == [(0, "stored"), (1, "gap"), (2, "gap"), (3, "stored")]
+        assert [r.offset for r in rows] == [0.0, 2.0, 4.0, 6.0] and rows[1].duration == pytest.approx(2.0)
+        assert video.gap_seconds == pytest.approx(4.0) and video.duration == pytest.approx(8.0)
+        assert video.user_id == user["user_id"] and video.renditions["source"]["codecs"] == "avc1"
+        assert await server.platform.storage.get("vods/991/source/3.m4s") == b"seg\x03"
+        assert await server.platform.storage.get("vods/991/source/init1.mp4") == b"init"
+        assert not (tmp_path / "var" / SPOOL_DIR / "991").exists()
     finally:
         await server.runner.stop()

@@ -100,6 +100,8 @@ class Settings(BaseModel):
     vod_partner_retention_days: int = Field(default=60, ge=0)  # partners' archives
     vod_retention_interval: float = Field(default=300.0, gt=0)  # seconds between retention sweeps
     archive_queue_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)  # pending uploads per node
+    # segments waiting for storage on the node's disk (<data dir>/archive-spool); 0: memory only
+    archive_spool_bytes: int = Field(default=4 * 1024 * 1024 * 1024, ge=0)
     clip_buffer_seconds: float = Field(default=90.0, ge=10)  # recent source media kept in memory per stream
     # API
     helix_rate_limit: int = Field(default=800, ge=1)

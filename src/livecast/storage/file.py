@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,10 @@ from livecast.storage import check_key
 class FileStore:
     def __init__(self, root: str) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Storage down (unmounted, not a folder) must not stop a node from starting: its writes
+        # fail and are retried (the archive's spool waits for them), and the first put creates it.
+        with contextlib.suppress(OSError):
+            self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)

@@ -30,7 +30,8 @@ class Video(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     stream_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     type: Mapped[str] = mapped_column(String(16), default=ARCHIVE)
-    # recording (live, growing) | processing (highlight being copied) | ready | failed
+    # recording (live, growing) | processing (highlight being copied; archive whose last segments
+    # wait in its ingest node's spool for storage, see vod/archive.py) | ready | failed
     status: Mapped[str] = mapped_column(String(16), default=RECORDING, index=True)
     title: Mapped[str] = mapped_column(String(140), default="")
     description: Mapped[str] = mapped_column(Text, default="")

@@ -86,7 +86,7 @@ async def media_playlist(platform: Platform, video_id: str, rendition: str) -> b
         rows = await timeline(db, video_id, rendition)
     if not rows:
         return None
-    ended = video.status != RECORDING
+    ended = video.status not in (RECORDING, PROCESSING)  # processing: segments may still arrive
     body = render_vod([_archived(r) for r in rows], ended=ended).encode()
     if len(cache) >= CACHE_MAX:
         cache.clear()
@@ -169,7 +169,7 @@ async def sweep_retention(platform: Platform, now: dt.datetime | None = None) ->
     async with platform.db.session() as db:
         ids = list((await db.execute(
             select(Video.id).where(Video.expires_at.is_not(None), Video.expires_at < now,
-                                   Video.deleted_at.is_(None), Video.status != RECORDING)
+                                   Video.deleted_at.is_(None), Video.status.not_in((RECORDING, PROCESSING)))
             .limit(500)
         )).scalars().all())
     for video_id in ids:
