@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from livecast.bus import Bus, create_bus, publish_event
+from livecast.bus import Bus, create_bus, publish_event, split_logged
 from tests.conftest import REDIS_URL
 
 
@@ -84,6 +84,25 @@ async def test_shared_maps(bus: Bus) -> None:
     await bus.hash_set(key, "node-c", b"x", ttl=0.2)  # the map expires as a whole
     await asyncio.sleep(0.4)
     assert await bus.hash_get_all(key) == {}
+
+
+async def test_replay_log(bus: Bus) -> None:
+    """publish_logged numbers, keeps the last ``keep`` and publishes framed; read_log reads back."""
+    ns = uuid.uuid4().hex
+    sub = await bus.subscribe(f"{ns}.s")
+    await asyncio.sleep(0.05)
+    seqs = [await bus.publish_logged(f"{ns}.s", f"{ns}:log", b"m%d\n" % i, keep=3, ttl=5) for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    got = await asyncio.wait_for(_collect(sub, 5), 2)
+    assert [split_logged(data) for _, data in got] == [(i + 1, b"m%d\n" % i) for i in range(5)]
+    assert split_logged(b'{"x":1}') == (0, b'{"x":1}')
+    assert await bus.read_log(f"{ns}:log", 0) == [(3, b"m2\n"), (4, b"m3\n"), (5, b"m4\n")]
+    assert await bus.read_log(f"{ns}:log", 4) == [(5, b"m4\n")]
+    assert await bus.read_log(f"{ns}:missing", 0) == []
+    await bus.publish_logged(f"{ns}.s", f"{ns}:short", b"x", keep=3, ttl=0.05)
+    await asyncio.sleep(0.2)
+    assert await bus.read_log(f"{ns}:short", 0) == []
+    await sub.close()
 
 
 async def test_token_bucket(bus: Bus) -> None:

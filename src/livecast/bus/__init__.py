@@ -69,10 +69,45 @@ class Bus(Protocol):
 
     async def hash_delete(self, key: str, field: str) -> None: ...
 
+    async def publish_logged(self, channel: str, key: str, data: bytes, keep: int, ttl: float) -> int:
+        """Publish ``data`` on ``channel`` and keep it in the replay log ``key``, atomically.
+
+        Pub/sub is at-most-once: a subscriber that is moving, lagging or gone misses messages.
+        A channel whose every message must arrive (an EventSub WebSocket session across a
+        reconnect) also appends each message to a short log under the next number of a
+        per-log sequence (1, 2, 3, ...), and publishes it framed as ``b"<seq>\\n" + data``
+        (:func:`split_logged`); a subscriber that sees a gap, or a new one that knows the
+        last number its predecessor sent, reads the rest back with :meth:`read_log`. The log
+        holds the last ``keep`` messages and expires ``ttl`` seconds after the last append;
+        its sequence lives a day after the last append, so numbers do not restart while
+        anyone can still hold a position in it.
+        """
+        ...
+
+    async def read_log(self, key: str, after: int) -> list[tuple[int, bytes]]:
+        """The messages still in the replay log ``key`` numbered above ``after``, oldest first."""
+        ...
+
 
 async def publish_event(bus: Bus, topic: str, payload: dict[str, Any]) -> None:
     """Domain events are JSON on channel ``event.<topic>`` (for example ``event.stream.online``)."""
     await bus.publish(f"event.{topic}", json.dumps(payload, separators=(",", ":"), default=str).encode())
+
+
+LOG_SEQ_TTL_S = 86_400.0  # a replay log's sequence outlives its entries (see Bus.publish_logged)
+
+
+def logged_frame(seq: int, data: bytes) -> bytes:
+    return b"%d\n" % seq + data
+
+
+def split_logged(payload: bytes) -> tuple[int, bytes]:
+    """``(seq, data)`` from a message sent with :meth:`Bus.publish_logged`; ``(0, payload)``
+    for a message published without a number."""
+    head, sep, rest = payload.partition(b"\n")
+    if sep and head.isdigit():
+        return int(head), rest
+    return 0, payload
 
 
 def create_bus(url: str) -> Bus:

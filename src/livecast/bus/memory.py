@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
+
+from livecast.bus import LOG_SEQ_TTL_S, logged_frame
 
 
 class _MemorySubscription:
@@ -48,6 +51,8 @@ class MemoryBus:
         self.buckets: dict[str, tuple[float, float]] = {}
         self.sets: dict[str, tuple[_Members, float | None]] = {}
         self.maps: dict[str, tuple[dict[str, bytes], float | None]] = {}
+        self.logs: dict[str, tuple[deque[tuple[int, bytes]], float]] = {}
+        self.log_seqs: dict[str, tuple[int, float]] = {}
         self._next_sweep = 0.0
 
     async def start(self) -> None:
@@ -172,3 +177,28 @@ class MemoryBus:
             fields.pop(field, None)
             if not fields:
                 del self.maps[key]
+
+    async def publish_logged(self, channel: str, key: str, data: bytes, keep: int, ttl: float) -> int:
+        now = time.monotonic()
+        last, seq_expiry = self.log_seqs.get(key, (0, now))
+        seq = (last if seq_expiry > now else 0) + 1
+        self.log_seqs[key] = (seq, now + LOG_SEQ_TTL_S)
+        entries = self._live_log(key)
+        if entries is None:
+            entries = deque(maxlen=keep)
+        entries.append((seq, data))
+        self.logs[key] = (entries, now + ttl)
+        await self.publish(channel, logged_frame(seq, data))
+        return seq
+
+    def _live_log(self, key: str) -> deque[tuple[int, bytes]] | None:
+        item = self.logs.get(key)
+        if item is None:
+            return None
+        if item[1] <= time.monotonic():
+            del self.logs[key]
+            return None
+        return item[0]
+
+    async def read_log(self, key: str, after: int) -> list[tuple[int, bytes]]:
+        return [(seq, data) for seq, data in self._live_log(key) or () if seq > after]

@@ -9,6 +9,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from livecast.bus import LOG_SEQ_TTL_S, split_logged
+
 log = logging.getLogger("livecast.bus")
 
 _BUCKET = """
@@ -27,6 +29,19 @@ if tokens >= cost then tokens = tokens - cost; allowed = 1 end
 redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', key, math.ceil(cap / rate) + 1)
 return {allowed, tostring(tokens)}
+"""
+
+
+# KEYS: log, sequence. ARGV: data, keep, log ttl (ms), sequence ttl (ms), channel.
+_PUBLISH_LOGGED = """
+local seq = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+local framed = seq .. '\\n' .. ARGV[1]
+redis.call('RPUSH', KEYS[1], framed)
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[5], framed)
+return seq
 """
 
 
@@ -65,10 +80,12 @@ class RedisBus:
         self.url = url
         self.redis = aioredis.from_url(url, decode_responses=False, health_check_interval=10)
         self._bucket: Any = None
+        self._logged: Any = None
 
     async def start(self) -> None:
         await self.redis.ping()
         self._bucket = self.redis.register_script(_BUCKET)
+        self._logged = self.redis.register_script(_PUBLISH_LOGGED)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -151,3 +168,16 @@ class RedisBus:
 
     async def hash_delete(self, key: str, field: str) -> None:
         await self.redis.hdel(key, field)
+
+    async def publish_logged(self, channel: str, key: str, data: bytes, keep: int, ttl: float) -> int:
+        """One script, so numbering, appending and publishing happen in one order for all callers."""
+        if self._logged is None:
+            self._logged = self.redis.register_script(_PUBLISH_LOGGED)
+        seq = await self._logged(keys=[key, key + ":seq"],
+                                 args=[data, keep, max(1, int(ttl * 1000)), int(LOG_SEQ_TTL_S * 1000), channel])
+        return int(seq)
+
+    async def read_log(self, key: str, after: int) -> list[tuple[int, bytes]]:
+        raw: list[bytes | str] = await self.redis.lrange(key, 0, -1)
+        entries = [split_logged(item.encode() if isinstance(item, str) else bytes(item)) for item in raw]
+        return [(seq, data) for seq, data in entries if seq > after]

@@ -2,7 +2,8 @@
 
 Producers publish ``event.<type>`` JSON (``livecast.bus.publish_event``). For each event the
 dispatcher finds the enabled subscriptions whose condition selects it: webhook ones get a row
-in the durable outbox, WebSocket ones get a message on their session's bus channel. Only one
+in the durable outbox, WebSocket ones get a message on their session's bus channel and in its
+replay log (``service.publish_to_session``). Only one
 worker process dispatches at a time (a lease in the bus, see ``worker``), so each event becomes
 exactly one message per subscription even with several workers; two identical payloads
 published twice (two ``channel.chat.clear`` in a row) are two events.
@@ -19,7 +20,7 @@ from sqlalchemy import select
 
 from livecast.api.eventsub import catalog
 from livecast.api.eventsub.models import EventSubMessage, EventSubSubscription, new_uuid
-from livecast.api.eventsub.service import WAKE_CHANNEL, subscription_json, ws_message
+from livecast.api.eventsub.service import WAKE_CHANNEL, publish_to_session, subscription_json, ws_message
 from livecast.logs import event as log_event
 from livecast.platform import Platform
 
@@ -79,6 +80,5 @@ async def dispatch(platform: Platform, topic: str, data: bytes, key: str | None 
         await platform.bus.publish(WAKE_CHANNEL, b"deliver")
     for sub, body in ws_messages:
         payload_doc = json.loads(body)
-        await platform.bus.publish(f"eventsub.session.{sub.session_id}",
-                                   ws_message("notification", payload_doc, sub))
+        await publish_to_session(platform.bus, sub.session_id, ws_message("notification", payload_doc, sub))
     return len(webhook_rows) + len(ws_messages)

@@ -33,6 +33,10 @@ WEBSOCKET_MAX_PER_SESSION = 300
 PENDING = "webhook_callback_verification_pending"
 ACTIVE = ("enabled", PENDING)
 SESSION_KEY = "eventsub:ws:session:"
+RECONNECT_GRACE_S = 30.0  # how long a session_reconnect URL stays valid (Twitch: 30 s)
+REPLAY_KEY = "eventsub:ws:replay:"  # + session id: the session's replay log in the bus
+REPLAY_KEEP = 1_000  # messages a session's replay log holds
+REPLAY_TTL_S = RECONNECT_GRACE_S + 30  # after the last message, so a late reconnect still finds its log
 RESOLVE_TIMEOUT_S = 3.0
 WAKE_CHANNEL = "eventsub.wake"
 
@@ -299,6 +303,17 @@ def ws_message(message_type: str, payload: dict[str, Any], sub: EventSubSubscrip
     return json.dumps({"metadata": metadata, "payload": payload}, separators=(",", ":")).encode()
 
 
+async def publish_to_session(bus: Bus, session_id: str, message: bytes) -> int:
+    """Send a message to an EventSub WebSocket session, wherever it is connected.
+
+    Through the session's replay log (``Bus.publish_logged``), not bare pub/sub: the node that
+    takes a session over on reconnect replays what the client may not have read yet (see
+    ``websocket``). Returns the message's number in the session's sequence.
+    """
+    return await bus.publish_logged(f"eventsub.session.{session_id}", REPLAY_KEY + session_id, message,
+                                    REPLAY_KEEP, REPLAY_TTL_S)
+
+
 async def revoke(db: AsyncSession, bus: Bus, sub: EventSubSubscription, status: str) -> None:
     """End a subscription for ``status`` and tell its transport, as Twitch does."""
     sub.status = status
@@ -317,5 +332,5 @@ async def revoke(db: AsyncSession, bus: Bus, sub: EventSubSubscription, status: 
         await db.flush()
         await bus.publish(WAKE_CHANNEL, b"deliver")
     else:
-        await bus.publish(f"eventsub.session.{sub.session_id}",
-                          ws_message("revocation", {"subscription": subscription_json(sub)}, sub))
+        await publish_to_session(bus, sub.session_id,
+                                 ws_message("revocation", {"subscription": subscription_json(sub)}, sub))

@@ -7,6 +7,25 @@ sends ``session_reconnect`` with a one-time URL; the client's new connection ado
 session id, so its subscriptions move without being recreated. Close codes are Twitch's:
 4001 inbound traffic, 4003 connection unused, 4004 reconnect grace time expired,
 4005 network timeout (a client that does not read its notifications), 4007 invalid reconnect.
+
+Delivery is at-least-once across a reconnect (a drain, or any ``session_reconnect``).
+Pub/sub alone is not: a notification the old node still had queued, or wrote to a socket
+the client had stopped reading once the new connection was welcomed, was gone. So every
+message for a session is numbered and kept in a short replay log in the bus
+(``service.publish_to_session``: the last ``REPLAY_KEEP`` messages, for the reconnect grace)
+as it is published. The cut-over point needs no acknowledgement from the client: one
+WebSocket is ordered, so a client that read ``session_reconnect`` has read every message
+written before it. The old connection records that position (the highest number it had
+queued or sent when ``session_reconnect`` was queued) in the one-time reconnect token; the
+new connection, right after its welcome, replays the log from there and then carries on
+live, skipping numbers it already sent. Whatever the old connection wrote after
+``session_reconnect`` (it keeps delivering until the client moves, as Twitch does) may so
+arrive twice, with the same ``message_id``: clients dedupe by it, as Twitch asks. Numbers
+are per session and consecutive, so a connection that sees one skipped (pub/sub dropped a
+message) fills the gap from the log too; a gap the log no longer covers closes the session
+with 4005 rather than letting it carry on as if nothing was missed. An unexpected close of
+the client's socket still ends the session and its subscriptions, as on Twitch: only the
+graceful handover is lossless.
 """
 
 from __future__ import annotations
@@ -25,7 +44,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from livecast import metrics
 from livecast.api.eventsub import catalog
 from livecast.api.eventsub.models import EventSubSubscription
-from livecast.api.eventsub.service import SESSION_KEY, ws_message
+from livecast.api.eventsub.service import RECONNECT_GRACE_S, REPLAY_KEY, SESSION_KEY, ws_message
+from livecast.bus import split_logged
 from livecast.logs import event
 from livecast.platform import Platform
 from livecast.store.base import utcnow
@@ -47,6 +67,7 @@ CLOSE_REASONS = {
 
 MAX_QUEUED = 10_000  # notifications held for one connection that is not reading them
 SLOW_CLIENT = (4005, "client too slow: notifications not read")
+LOST = (4005, "notifications lost: reconnect to resubscribe")
 
 
 @dataclass
@@ -56,9 +77,12 @@ class Connection:
     websocket: WebSocket
     keepalive: int
     connected_at: Any
-    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(maxsize=MAX_QUEUED))
+    # (number in the session's sequence, message); 0 for this node's own session messages
+    queue: asyncio.Queue[tuple[int, bytes]] = field(default_factory=lambda: asyncio.Queue(maxsize=MAX_QUEUED))
     moved: asyncio.Event = field(default_factory=asyncio.Event)
     close_code: int | None = None
+    routed: int = 0  # highest number queued here
+    sent: int = 0  # highest number written to the socket (by order, everything below it too)
 
 
 DRAIN_WAIT_S = 5.0  # at shutdown, how long sessions get to reconnect elsewhere
@@ -69,7 +93,7 @@ class WsManager:
         self.platform = platform
         self.connections: dict[str, Connection] = {}
         self.unused_timeout = 10.0
-        self.reconnect_grace = 30.0
+        self.reconnect_grace = RECONNECT_GRACE_S
         self._router: asyncio.Task[None] | None = None
         self._sub: Any = None
         self._lock = asyncio.Lock()
@@ -85,13 +109,17 @@ class WsManager:
         async for channel, data in sub:
             conn = self.connections.get(channel.removeprefix("eventsub.session."))
             if conn is not None:
+                seq, message = split_logged(data)
                 try:
-                    conn.queue.put_nowait(data)
+                    conn.queue.put_nowait((seq, message))
                 except asyncio.QueueFull:
                     self._too_slow(conn)
+                else:
+                    conn.routed = max(conn.routed, seq)
 
-    def _too_slow(self, conn: Connection) -> None:
-        """A session whose queue is full is closed, not left to lose notifications silently.
+    def _too_slow(self, conn: Connection, why: tuple[int, str] = SLOW_CLIENT) -> None:
+        """A session whose queue is full (or whose replay log no longer holds what it missed)
+        is closed, not left to lose notifications silently.
 
         Twitch has no close code of its own for a slow reader; 4005 (network timeout) is the one
         its clients treat as transient, so they reconnect and subscribe again rather than carry
@@ -100,11 +128,11 @@ class WsManager:
         """
         if conn.close_code is not None:
             return
-        conn.close_code = SLOW_CLIENT[0]
-        metrics.errors.labels("eventsub_ws_slow_client").inc()
-        event(log, "eventsub websocket too slow, closing", level=logging.WARNING, session=conn.session_id,
-              queued=conn.queue.qsize())
-        task = asyncio.ensure_future(self._close(conn, *SLOW_CLIENT))
+        conn.close_code = why[0]
+        metrics.errors.labels("eventsub_ws_slow_client" if why is SLOW_CLIENT else "eventsub_ws_lost").inc()
+        event(log, "eventsub websocket cannot keep up, closing", level=logging.WARNING, session=conn.session_id,
+              queued=conn.queue.qsize(), reason=why[1])
+        task = asyncio.ensure_future(self._close(conn, *why))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -124,6 +152,7 @@ class WsManager:
             return
         reconnect_id = websocket.query_params.get("reconnect_id")
         session_id = ""
+        after = 0  # the number of the last message the client surely read (reconnect only)
         if reconnect_id:
             raw = await self.platform.bus.get(RECONNECT_KEY + reconnect_id[:64])
             if raw is None:
@@ -132,11 +161,11 @@ class WsManager:
                 return
             await self.platform.bus.delete(RECONNECT_KEY + reconnect_id[:64])
             info = json.loads(raw)
-            session_id, keepalive = info["session_id"], int(info["keepalive"])
+            session_id, keepalive, after = info["session_id"], int(info["keepalive"]), int(info.get("after", 0))
         else:
             session_id = secrets.token_urlsafe(24)
         await websocket.accept()
-        conn = Connection(session_id, secrets.token_hex(8), websocket, keepalive, utcnow())
+        conn = Connection(session_id, secrets.token_hex(8), websocket, keepalive, utcnow(), sent=after)
         previous = self.connections.get(session_id)
         self.connections[session_id] = conn
         await self._announce(conn)
@@ -174,6 +203,8 @@ class WsManager:
         loop = asyncio.get_running_loop()
         announced = loop.time()
         try:
+            if reconnected and not await self._catch_up(conn):
+                return
             while not reader.done():
                 if loop.time() - announced > conn.keepalive:
                     await self._announce(conn)
@@ -192,7 +223,14 @@ class WsManager:
                     await self._close(conn, 1000, "moved to a new connection")
                     return
                 if getter in done:
-                    await conn.websocket.send_text(getter.result().decode())
+                    seq, message = getter.result()
+                    if seq == 1 and conn.sent > 1:
+                        conn.sent = 0  # the sequence restarted (it had expired): nothing to skip
+                    if seq > conn.sent + 1 and not await self._catch_up(conn, seq):
+                        return
+                    if seq == 0 or seq > conn.sent:
+                        await conn.websocket.send_text(message.decode())
+                        conn.sent = max(conn.sent, seq)
                     continue
                 if reader in done:
                     return
@@ -210,6 +248,27 @@ class WsManager:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
+
+    async def _catch_up(self, conn: Connection, upto: int | None = None) -> bool:
+        """Send what the session's replay log holds after ``conn.sent``: after the welcome of a
+        reconnect (what the old connection may not have delivered), or before message ``upto``
+        when the live numbers skipped some. False (and the session closed with 4005) when the
+        log no longer holds them all."""
+        entries = await self.platform.bus.read_log(REPLAY_KEY + conn.session_id, 0)
+        if entries and entries[-1][0] < conn.sent:
+            conn.sent = 0  # the sequence restarted (it had expired): every entry is new
+        entries = [(seq, message) for seq, message in entries if seq > conn.sent]
+        first = entries[0][0] if entries else (upto if upto is not None else conn.sent + 1)
+        if first > conn.sent + 1:
+            event(log, "eventsub websocket replay incomplete", level=logging.WARNING, session=conn.session_id,
+                  after=conn.sent, first=first)
+            self._too_slow(conn, LOST)
+            return False
+        for seq, message in entries:
+            if seq > conn.sent:
+                await conn.websocket.send_text(message.decode())
+                conn.sent = seq
+        return True
 
     async def _read(self, conn: Connection) -> None:
         while True:
@@ -243,6 +302,7 @@ class WsManager:
         if raw is not None and json.loads(raw).get("conn") != conn.conn_id:
             return  # the session moved (reconnect)
         await self.platform.bus.delete(SESSION_KEY + conn.session_id)
+        await self.platform.bus.delete(REPLAY_KEY + conn.session_id)
         status = CLOSE_REASONS.get(conn.close_code or 0, ("", "websocket_disconnected"))[1]
         async with self.platform.db.session() as db:
             await db.execute(
@@ -257,16 +317,18 @@ class WsManager:
         asked = 0
         for conn in list(self.connections.values()):
             token = secrets.token_urlsafe(24)
-            await self.platform.bus.set(
-                RECONNECT_KEY + token,
-                json.dumps({"session_id": conn.session_id, "keepalive": conn.keepalive}).encode(),
-                ttl=self.reconnect_grace,
-            )
             url = f"{self.ws_base()}/ws?reconnect_id={token}"
             message = ws_message("session_reconnect",
                                  {"session": self._session_doc(conn, "reconnecting", url)})
-            with contextlib.suppress(asyncio.QueueFull):
-                conn.queue.put_nowait(message)
+            # Everything numbered up to here is queued (or sent) ahead of session_reconnect, so
+            # the client has read it once it follows the URL; the new connection replays the rest.
+            info = {"session_id": conn.session_id, "keepalive": conn.keepalive,
+                    "after": max(conn.routed, conn.sent)}
+            await self.platform.bus.set(RECONNECT_KEY + token, json.dumps(info).encode(), ttl=self.reconnect_grace)
+            if conn.close_code is None and not conn.queue.full():
+                conn.queue.put_nowait((0, message))
+            else:
+                self._too_slow(conn)  # it could not even be told to move (a no-op if closing)
             asyncio.get_running_loop().call_later(self.reconnect_grace, self._expire, conn)
             asked += 1
         return asked

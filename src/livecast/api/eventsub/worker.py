@@ -7,6 +7,15 @@ where it stopped. A failed attempt is retried with exponential backoff; after
 Callback verification (the challenge) runs here too, so it survives restarts as well.
 Several workers may run: each delivers (a per-message lock in the bus keeps them apart), and
 one of them, holding a lease in the bus, dispatches events into the outbox.
+
+Events arrive by pub/sub, which keeps no history, so the dispatcher's lease cannot simply
+lapse when its worker stops: the events published until a standby noticed would reach no
+dispatcher. A stopping leader hands over instead: it publishes a marker among the events
+(``event._handover``); every worker sees it at the same place in the one ordered stream, so
+the old leader dispatches everything before it and then stops, and the first standby to
+claim the marker dispatches everything after it. A worker stopped mid-delivery leaves its
+message pending in the outbox (only a completed POST marks it delivered), so another
+worker, or the next start, sends it again with the same ``message_id``.
 """
 
 from __future__ import annotations
@@ -35,6 +44,9 @@ from livecast.store.base import utcnow
 
 log = logging.getLogger("livecast.eventsub")
 LEASE_KEY = "eventsub:dispatcher"
+HANDOVER_TOPIC = "event._handover"  # not an EventSub type: dispatch ignores it
+HANDOVER_KEY = "eventsub:handover:"  # + token: the standby that claimed a leader's marker
+HANDOVER_WAIT_S = 5.0
 DISPATCH_RETRY_MIN_S, DISPATCH_RETRY_MAX_S = 0.25, 2.0
 
 
@@ -56,6 +68,9 @@ class EventSubWorker:
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.client: httpx.AsyncClient | None = None
+        self._handover_token = b""
+        self._handed_over = asyncio.Event()
+        self._lease_lock = asyncio.Lock()  # a renewal's stale read must not undo a takeover
 
     async def start(self) -> dict[str, int]:
         self.client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
@@ -73,6 +88,10 @@ class EventSubWorker:
 
     async def _renew_lease(self) -> None:
         """One dispatcher per cluster: hold ``eventsub:dispatcher`` in the bus, or stand by."""
+        async with self._lease_lock:
+            await self._renew_lease_locked()
+
+    async def _renew_lease_locked(self) -> None:
         me = self.worker_id.encode()
         if await self.platform.bus.set(LEASE_KEY, me, ttl=self.lease_s, only_if_absent=True):
             self.leader = True
@@ -92,10 +111,14 @@ class EventSubWorker:
                 log.exception("eventsub lease renewal failed")
 
     async def stop(self) -> None:
+        lease_loop = self.tasks[0] if self.tasks else None
+        if lease_loop is not None:
+            lease_loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await lease_loop
         if self.leader:
             with contextlib.suppress(Exception):
-                if await self.platform.bus.get(LEASE_KEY) == self.worker_id.encode():
-                    await self.platform.bus.delete(LEASE_KEY)
+                await self._hand_over()
         for sub in self._subs:
             await sub.close()
         for task in self.tasks:
@@ -106,8 +129,40 @@ class EventSubWorker:
         if self.client is not None:
             await self.client.aclose()
 
+    async def _hand_over(self) -> None:
+        """Stop dispatching at a marker in the event stream that a standby resumes from."""
+        token = secrets.token_hex(8)
+        self._handover_token = token.encode()
+        # Standbys' lease renewals must not take over at some other place in the stream.
+        await self.platform.bus.set(LEASE_KEY, b"handover:" + self._handover_token, ttl=self.lease_s)
+        await self.platform.bus.publish(HANDOVER_TOPIC, self._handover_token)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._handed_over.wait(), HANDOVER_WAIT_S)
+        if await self.platform.bus.get(LEASE_KEY) == b"handover:" + self._handover_token:
+            await self.platform.bus.delete(LEASE_KEY)  # no standby took it: the next worker may
+        event(log, "eventsub dispatch handed over", worker=self.worker_id, at_marker=self._handed_over.is_set())
+
+    async def _handover_seen(self, token: bytes) -> bool:
+        """A leader's handover marker; True when it was ours (everything before it is dispatched)."""
+        if token == self._handover_token:
+            self.leader = False
+            self._handed_over.set()
+            return True
+        me = self.worker_id.encode()
+        async with self._lease_lock:
+            if not self.leader and await self.platform.bus.set(HANDOVER_KEY + token.decode(errors="replace"), me,
+                                                               ttl=60, only_if_absent=True):
+                await self.platform.bus.set(LEASE_KEY, me, ttl=self.lease_s)
+                self.leader = True
+                event(log, "eventsub dispatch taken over", worker=self.worker_id)
+        return False
+
     async def _consume(self, events: Any) -> None:
         async for topic, data in events:
+            if topic == HANDOVER_TOPIC:
+                if await self._handover_seen(data):
+                    return
+                continue
             if not self.leader:
                 continue
             await self._dispatch_retrying(topic, data)
