@@ -325,6 +325,7 @@ async def main(args: list[str]) -> dict[str, Any]:
     p.add_argument("--connections", default="5000,15000")
     p.add_argument("--rates", default="10,100,1000")
     p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--no-baseline", action="store_true", help="skip the baseline (for profiling runs only)")
     opts = p.parse_args(args)
     _raise_nofile()
     if opts.quick:
@@ -337,6 +338,10 @@ async def main(args: list[str]) -> dict[str, Any]:
     for n in sizes:
         for rate in rates:
             ours = await _run_point(n, rate, seconds, livecast=True)
+            if opts.no_baseline:
+                rows.append(ours)
+                print(table([ours]), flush=True)
+                continue
             base = await _run_point(n, rate, seconds, livecast=False)
             ours["ratio_vs_baseline"] = round(ours["deliveries_per_s"] / max(1, base["deliveries_per_s"]), 2)
             rows.extend([ours, base])

@@ -4,7 +4,8 @@ and the hub, for both transports. Transports supply only ``write``/``close`` (an
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from livecast import metrics
 from livecast.chat import commands, rules, service, tmi
@@ -32,6 +33,8 @@ MAX_REFUSED_JOINS = 50
 
 class Outlet(Protocol):
     text: bool
+    # the transport's write without checks, for the room's fan-out; None: none is safe
+    sink: Callable[[Any], None] | None
 
     def write(self, data: bytes | str) -> None: ...
 
@@ -51,6 +54,7 @@ class ChatConnection:
         self.key = hub.new_key()
         self.login = ""
         self.variant = 0
+        self.sink: Callable[[Any], None] = outlet.sink or self.deliver
         self.chatter: Chatter | None = None
         self.scopes: tuple[str, ...] = ()
         self.refused_joins = 0
@@ -62,7 +66,10 @@ class ChatConnection:
         if self.closed:
             return
         self.outlet.write(data)
-        if self.outlet.buffered() > MAX_BUFFERED_BYTES:
+        self.check_backlog()
+
+    def check_backlog(self) -> None:
+        if not self.closed and self.outlet.buffered() > MAX_BUFFERED_BYTES:
             metrics.chat_slow_disconnects.inc()
             event(log, "chat slow consumer dropped", login=self.login or "-", peer=self.peer)
             self.shutdown()

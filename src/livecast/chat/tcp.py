@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Callable
+from typing import Any
 
 from livecast.chat import tmi
 from livecast.chat.connection import ChatConnection
@@ -32,6 +34,7 @@ class TcpOutlet:
 
     def __init__(self, transport: asyncio.WriteTransport) -> None:
         self.transport = transport
+        self.sink: Callable[[Any], None] | None = transport.write  # rooms hand it bytes only (a TCP client never wants text)
 
     def write(self, data: bytes | str) -> None:
         if not self.transport.is_closing():

@@ -7,6 +7,8 @@ import asyncio
 import collections
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Response
 from starlette.routing import WebSocketRoute
@@ -35,6 +37,9 @@ class WebSocketOutlet:
         self.wake = asyncio.Event()
         self.closing = False
         self.task: asyncio.Task[None] | None = None
+        # No unchecked fast path: once a frame is handed to the server it sits in a buffer we
+        # cannot see, so the bound must be checked at each write (ChatConnection.deliver).
+        self.sink: Callable[[Any], None] | None = None
 
     def write(self, data: bytes | str) -> None:
         if self.closing:
@@ -63,8 +68,8 @@ class WebSocketOutlet:
                 self.wake.clear()
                 while self.queue:
                     text = self.queue.popleft()
-                    self.size -= len(text)
                     await self.ws.send_text(text)
+                    self.size -= len(text)  # counted until sent: a frame stuck in send is unread output
                 if self.closing:
                     break
         except Exception:  # the peer went away mid-send
