@@ -8,13 +8,13 @@ buffer passes a bound (metric ``chat_slow_disconnects``), so a stalled client co
 amount of memory and never delays the room: under a storm, lines wait for the next tick instead.
 
 The tick adapts to load: a line arriving after a quiet spell is flushed at once; while lines
-keep coming, flushes are at least ``TICK_S`` apart, so a busy room costs one write per
-connection per tick however many lines it carries. In a big room the flush itself takes a
-while (15,000 ``send`` calls are some 50 ms of mostly kernel time on loopback), so the pause
-after a flush is at least as long as the flush was: a room spends at most half the loop's time
-writing, and the other half stays free to read the lines that make up the next batch. Without
-that, a room of 15,000 flushed back to back, starved its own input, and p99 latency doubled
-(``bench/chat.py``, 15,000 connections x 100 msg/s).
+keep coming, passes start at least ``TICK_S`` apart, so a busy room costs one write per
+connection per pass however many lines it carries. A pass over a big room takes a while
+(15,000 ``send`` calls are 150-250 ms of mostly kernel time on this 2-core machine), so it is
+written ``CHUNK`` members per loop callback: between chunks the loop reads sockets and moves
+the next lines through the rules and the bus. Written in one callback, each of the several
+loop turns a line needs on its way in waited for a whole pass, and the room starved its own
+input (``bench/chat.py``, 15,000 connections x 100 msg/s: a third of the lines got through).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from livecast.platform import Platform
 log = logging.getLogger("livecast.chat")
 
 TICK_S = 0.05
+CHUNK = 500  # members written per loop callback: input keeps flowing during a big room's pass
 SWEEP_S = 1.0  # how often a busy room checks its members' unsent output against the bound
 # Presence: each node writes the logins in its rooms to a shared map every PRESENCE_S; a node
 # that dies stops refreshing and its entry is ignored after PRESENCE_TTL.
@@ -126,11 +127,17 @@ class Room:
         self.pending: list[tuple[bytes, str]] = []
         self._scheduled = False
         self._next_flush = 0.0  # monotonic time before which a busy room does not flush again
+        # The pass under way: (member, sink, bytes) still to write from _pass_pos on, or None.
+        self._pass: list[tuple[Member, Callable[[Any], None], bytes | str]] | None = None
+        self._pass_pos = 0
+        self._pass_lines = 0
 
     def enqueue(self, lines: list[bytes], exclude: str) -> None:
         self.pending.extend((line, exclude) for line in lines)
-        if self._scheduled:
-            return
+        if not self._scheduled and self._pass is None:  # a pass under way schedules the next
+            self._schedule()
+
+    def _schedule(self) -> None:
         self._scheduled = True
         loop = asyncio.get_running_loop()
         delay = self._next_flush - time.monotonic()
@@ -138,19 +145,6 @@ class Room:
             loop.call_later(delay, self.flush)
         else:
             loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        started = time.monotonic()
-        lines, self.pending = self.pending, []
-        if not lines or not self.members:
-            self._next_flush = started + TICK_S
-            return
-        try:
-            self._write(lines)
-        finally:
-            ended = time.monotonic()
-            self._next_flush = max(started + TICK_S, ended + (ended - started))
 
     def add(self, member: Member) -> None:
         self.members.add(member)
@@ -161,40 +155,74 @@ class Room:
         for sinks in self.sinks.values():
             sinks.pop(member, None)
 
-    def _write(self, lines: list[tuple[bytes, str]]) -> None:
-        """Hand each member its variant's buffer: one call into the transport per member.
+    def flush(self) -> None:
+        """Start a pass: hand the pending lines to every member, ``CHUNK`` members per callback.
 
-        The sender of a line does not get it back (Twitch does not echo your own PRIVMSG), so
-        a member whose key is among the batch's senders gets a buffer of its own. The bound on
-        unread output is checked by a sweep at most every ``SWEEP_S`` rather than after every
-        write, which leaves the loop below with nothing but the write itself; a stalled client
-        can then hold at most ``SWEEP_S`` more of the room's traffic than the bound.
+        The sender of a line does not get it back (Twitch does not echo your own PRIVMSG), so a
+        member whose key is among the batch's senders gets a buffer of its own; everyone else
+        of a variant gets the same object.
         """
+        self._scheduled = False
+        self._next_flush = time.monotonic() + TICK_S
+        lines, self.pending = self.pending, []
+        if not lines or not self.members:
+            return
         excluded = {ex for _, ex in lines if ex}
-        delivered = 0
-        failed: list[Member] = []
+        work: list[tuple[Member, Callable[[Any], None], bytes | str]] = []
         for variant, sinks in self.sinks.items():
             buf = self._build(lines, variant, "")
             if not buf:
                 continue
-            for member, sink in list(sinks.items()):
-                data = buf
+            for member, sink in sinks.items():
                 if excluded and member.key in excluded:
-                    data = self._build(lines, variant, member.key)
-                    if not data:
-                        continue
-                try:
-                    sink(data)
-                except Exception:  # a transport closed under us (uvloop raises): drop the member
-                    failed.append(member)
-                    continue
-                delivered += 1
-        metrics.chat_deliveries.inc(delivered * len(lines))
+                    own = self._build(lines, variant, member.key)
+                    if own:
+                        work.append((member, sink, own))
+                else:
+                    work.append((member, sink, buf))
+        self._pass = work
+        self._pass_pos = 0
+        self._pass_lines = len(lines)
+        self._continue()
+
+    def _continue(self) -> None:
+        """Write the next ``CHUNK`` of the pass: one call into the transport per member.
+
+        The unread-output bound is checked by a sweep at most every ``SWEEP_S`` rather than after
+        each write, which leaves this loop with nothing but the write itself; a stalled client
+        can hold at most ``SWEEP_S`` more of the room's traffic than the bound.
+        """
+        work = self._pass
+        if work is None:
+            return
+        pos = self._pass_pos
+        end = min(pos + CHUNK, len(work))
+        members = self.members
+        failed: list[Member] = []
+        delivered = 0
+        for member, sink, data in work[pos:end]:
+            if member not in members:  # parted since the pass began
+                continue
+            try:
+                sink(data)
+            except Exception:  # a transport closed under us (uvloop raises): drop the member
+                failed.append(member)
+                continue
+            delivered += 1
+        metrics.chat_deliveries.inc(delivered * self._pass_lines)
         for member in failed:
             member.shutdown()
+        loop = asyncio.get_running_loop()
+        if end < len(work):
+            self._pass_pos = end
+            loop.call_soon(self._continue)
+            return
+        self._pass = None
         if not self._sweep_scheduled:
             self._sweep_scheduled = True
-            asyncio.get_running_loop().call_later(max(0.0, self._sweep_at - time.monotonic()), self._sweep)
+            loop.call_later(max(0.0, self._sweep_at - time.monotonic()), self._sweep)
+        if self.pending and not self._scheduled:
+            self._schedule()
 
     def _sweep(self) -> None:
         """Drop members whose unsent output passed the bound; runs within SWEEP_S of any flush,
