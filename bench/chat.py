@@ -176,7 +176,7 @@ async def _start_livecast(workdir: Path) -> tuple[asyncio.subprocess.Process, in
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "livecast", "serve", "--role", "chat", "--data-dir", str(data_dir),
         "--http-port", "0", "--irc-port", "0",
-        env=env, preexec_fn=_raise_nofile, stdout=subprocess.DEVNULL, stderr=open("/tmp/server.err","w"),
+        env=env, preexec_fn=_raise_nofile, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     ports = data_dir / "ports.json"
     for _ in range(600):
