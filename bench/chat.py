@@ -5,7 +5,10 @@ baseline: a bare asyncio server that writes each received line, unchanged, to ev
 connection), receivers in one or more load-generator processes, and senders in this process.
 Latency is receipt time minus the line's ``tmi-sent-ts`` (sampled on every 25th connection).
 The baseline receives lines of the same shape and size as Livecast sends, so both write the
-same bytes to the same connections; the ratio compares deliveries per second.
+same bytes to the same connections; the ratio compares deliveries per second. A second bare
+server, ``batched``, does only what Livecast's fan-out does at the socket level (lines gathered
+for one 50 ms tick, one write per connection per tick) and nothing else: it is the floor of
+this design on this machine, where the kernel's cost per ``send`` sets the latency of a big room.
 
     python -m bench chat [--quick] [--connections 5000,15000] [--rates 10,100,1000] [--seconds 6]
 """
@@ -32,6 +35,7 @@ from bench.common import percentile, proc_cpu_seconds, table
 ROOT = Path(__file__).resolve().parent.parent
 ROOM = "benchroom"
 SAMPLE_EVERY = 25
+TICK_S = 0.05  # the batched baseline's tick, Livecast's TICK_S
 TS_RE = re.compile(rb"tmi-sent-ts=(\d+)")
 PER_GENERATOR = 8000
 
@@ -146,10 +150,38 @@ class _BaselineConn(asyncio.Protocol):
         self.clients.discard(self.transport)
 
 
-async def _baseline_server(port_file: str) -> None:
+class _BatchedConn(_BaselineConn):
+    """The floor of Livecast's own design: lines gathered for ``TICK_S`` and written to every
+    connection as one buffer, with nothing else (no parsing, tags, rules or bus)."""
+
+    pending: list[bytes] = []
+    scheduled = False
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if b"\n" not in self.buf:
+            return
+        cut = self.buf.rindex(b"\n") + 1
+        _BatchedConn.pending.append(self.buf[:cut])
+        self.buf = self.buf[cut:]
+        if not _BatchedConn.scheduled:
+            _BatchedConn.scheduled = True
+            asyncio.get_running_loop().call_later(TICK_S, self._flush, self.clients)
+
+    @staticmethod
+    def _flush(clients: set[asyncio.Transport]) -> None:
+        _BatchedConn.scheduled = False
+        out = b"".join(_BatchedConn.pending)
+        _BatchedConn.pending = []
+        for client in clients:
+            client.write(out)
+
+
+async def _baseline_server(port_file: str, batched: bool = False) -> None:
     _raise_nofile()
     clients: set[asyncio.Transport] = set()
-    server = await asyncio.get_running_loop().create_server(lambda: _BaselineConn(clients), "127.0.0.1", 0,
+    conn = _BatchedConn if batched else _BaselineConn
+    server = await asyncio.get_running_loop().create_server(lambda: conn(clients), "127.0.0.1", 0,
                                                             backlog=4096)
     port = server.sockets[0].getsockname()[1]
     await asyncio.to_thread(Path(port_file).write_text, str(port))
@@ -188,11 +220,11 @@ async def _start_livecast(workdir: Path) -> tuple[asyncio.subprocess.Process, in
     return proc, json.loads(_read(ports))["irc"], f"sqlite:///{data_dir / 'livecast.db'}"
 
 
-async def _start_baseline(workdir: Path) -> tuple[asyncio.subprocess.Process, int]:
+async def _start_baseline(workdir: Path, batched: bool) -> tuple[asyncio.subprocess.Process, int]:
     port_file = workdir / "baseline.port"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.chat", "--baseline-server", str(port_file), cwd=ROOT,
-        preexec_fn=_raise_nofile)
+        sys.executable, "-m", "bench.chat", "--batched-server" if batched else "--baseline-server", str(port_file),
+        cwd=ROOT, preexec_fn=_raise_nofile)
     for _ in range(200):
         if _read(port_file):
             break
@@ -248,7 +280,7 @@ async def _drain(reader: asyncio.StreamReader) -> None:
             pass
 
 
-async def _run_point(n: int, rate: int, seconds: float, livecast: bool) -> dict[str, Any]:
+async def _run_point(n: int, rate: int, seconds: float, livecast: bool, batched: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lcbench-") as tmp:
         workdir = Path(tmp)
         if livecast:
@@ -256,7 +288,7 @@ async def _run_point(n: int, rate: int, seconds: float, livecast: bool) -> dict[
             sender_count = max(1, math.ceil(rate * 30 / 20 * 1.25))
             senders: list[tuple[str, str]] | None = await _make_senders(db_url, sender_count)
         else:
-            server, port = await _start_baseline(workdir)
+            server, port = await _start_baseline(workdir, batched)
             sender_count = max(1, min(50, rate))
             senders = None
         gens: list[asyncio.subprocess.Process] = []
@@ -310,7 +342,7 @@ async def _run_point(n: int, rate: int, seconds: float, livecast: bool) -> dict[
     elapsed = max(r["elapsed"] for r in results)
     lat = [x for r in results for x in r["latencies"]]
     return {
-        "server": "livecast" if livecast else "baseline", "connections": n, "rate": rate,
+        "server": "livecast" if livecast else "batched" if batched else "baseline", "connections": n, "rate": rate,
         "joined": sum(r.get("joined", 0) for r in ready) if livecast else sum(r["connected"] for r in ready),
         "deliveries_per_s": round(lines / elapsed), "expected_per_s": n * rate,
         "p50_ms": round(percentile(lat, 50), 1), "p99_ms": round(percentile(lat, 99), 1),
@@ -343,9 +375,11 @@ async def main(args: list[str]) -> dict[str, Any]:
                 print(table([ours]), flush=True)
                 continue
             base = await _run_point(n, rate, seconds, livecast=False)
+            floor = await _run_point(n, rate, seconds, livecast=False, batched=True)
             ours["ratio_vs_baseline"] = round(ours["deliveries_per_s"] / max(1, base["deliveries_per_s"]), 2)
-            rows.extend([ours, base])
-            print(table([ours, base]), flush=True)
+            ours["ratio_vs_batched"] = round(ours["deliveries_per_s"] / max(1, floor["deliveries_per_s"]), 2)
+            rows.extend([ours, base, floor])
+            print(table([ours, base, floor]), flush=True)
     print("\n" + table(rows))
     return {"cpus": os.cpu_count(), "seconds": seconds, "rows": rows}
 
@@ -366,3 +400,5 @@ if __name__ == "__main__":
         asyncio.run(_loadgen(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"))
     elif sys.argv[1] == "--baseline-server":
         asyncio.run(_baseline_server(sys.argv[2]))
+    elif sys.argv[1] == "--batched-server":
+        asyncio.run(_baseline_server(sys.argv[2], batched=True))
