@@ -7,9 +7,10 @@ Twitch's 20 messages per 30 s) send R messages a second between them. Every minu
 the server's resident memory, the end-to-end chat latency (sender's clock in the message text
 to a sampled receiver's clock; p50 and p99), deliveries against expectations, and HLS fetch
 failures. At the end it counts ERROR lines and tracebacks in the server's log. The baseline is
-the first minute of the same run: the ratios say whether memory and latency stayed flat.
+the first minute of the same run, after a warm-up of ``--warmup`` seconds of the same traffic
+that is not recorded: the ratios say whether memory and latency stayed flat.
 
-    python -m bench soak [--connections 5000] [--minutes 10] [--rate 5]
+    python -m bench soak [--connections 5000] [--minutes 10] [--rate 5] [--warmup 20]
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ async def _hls_viewer(port: int, stop: asyncio.Event, stats: dict[str, Any]) -> 
             await asyncio.sleep(1)
 
 
-async def run(connections: int, minutes: float, rate: float) -> dict[str, Any]:
+async def run(connections: int, minutes: float, rate: float, warmup: float = 20.0) -> dict[str, Any]:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     tmp = tempfile.TemporaryDirectory(prefix="livecast-soak-")
@@ -175,10 +176,10 @@ async def run(connections: int, minutes: float, rate: float) -> dict[str, Any]:
         viewer = asyncio.create_task(_hls_viewer(ports["http"], stop, stats))
         interval = 1 / rate
         seq = 0
-        for minute in range(1, math.ceil(minutes) + 1):
-            stats["latencies"], lines_before, sent_before = [], stats["lines"], seq
-            hls_before = (stats["hls_ok"], stats["hls_failed"])
-            end = time.monotonic() + min(60.0, (minutes - minute + 1) * 60)
+
+        async def send_for(seconds: float) -> None:
+            nonlocal seq
+            end = time.monotonic() + seconds
             next_at = time.monotonic()
             while time.monotonic() < end:
                 out = send_transports[seq % len(send_transports)]
@@ -186,6 +187,18 @@ async def run(connections: int, minutes: float, rate: float) -> dict[str, Any]:
                 seq += 1
                 next_at += interval
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+        # Warm-up, not recorded: the transcoder and packager start, the first segments are
+        # written and the viewer catches up; the first minute is the baseline of flatness, so
+        # it must be steady state as much as the last.
+        if warmup > 0:
+            print(f"warming up for {warmup:.0f} s", flush=True)
+            await send_for(warmup)
+            await asyncio.sleep(1)
+        for minute in range(1, math.ceil(minutes) + 1):
+            stats["latencies"], lines_before, sent_before = [], stats["lines"], seq
+            hls_before = (stats["hls_ok"], stats["hls_failed"])
+            await send_for(min(60.0, (minutes - minute + 1) * 60))
             await asyncio.sleep(1)  # let the last ones arrive
             lat = stats["latencies"]
             rows.append({
@@ -231,5 +244,6 @@ async def main(args: list[str]) -> dict[str, Any]:
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=5.0, help="chat messages per second into the room")
+    parser.add_argument("--warmup", type=float, default=20.0, help="seconds of traffic before the first minute")
     opts = parser.parse_args(args)
-    return await run(opts.connections, opts.minutes, opts.rate)
+    return await run(opts.connections, opts.minutes, opts.rate, opts.warmup)
