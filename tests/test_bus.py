@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from livecast.bus import Bus, create_bus, publish_event, split_logged
+from livecast.bus import EVENT_STREAM, Bus, create_bus, publish_event, split_logged
+from livecast.bus.memory import MemoryBus
+from livecast.bus.redis import RedisBus
 from tests.conftest import REDIS_URL
 
 
@@ -102,6 +104,103 @@ async def test_replay_log(bus: Bus) -> None:
     await bus.publish_logged(f"{ns}.s", f"{ns}:short", b"x", keep=3, ttl=0.05)
     await asyncio.sleep(0.2)
     assert await bus.read_log(f"{ns}:short", 0) == []
+    await sub.close()
+
+
+async def _drop_stream(bus: Bus, key: str) -> None:
+    await bus.delete(key)  # Redis keeps streams for good; db 15 is shared by every test run
+
+
+async def test_stream_group_waits_for_its_consumer(bus: Bus) -> None:
+    """Entries appended before any consumer ever read are handed out, in order, once each;
+    acknowledged ones are never handed out again."""
+    key = "test:stream:" + uuid.uuid4().hex
+    try:
+        ids = [await bus.stream_add(key, f"ch.{i}", b"m%d" % i) for i in range(5)]
+        assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-")))) and len(set(ids)) == 5
+        first = await bus.stream_read_group(key, "g", "c1", count=3, block=0.1)
+        assert [(e.id, e.channel, e.data) for e in first] == [(ids[i], f"ch.{i}", b"m%d" % i) for i in range(3)]
+        second = await bus.stream_read_group(key, "g", "c2", count=10, block=0.1)
+        assert [e.data for e in second] == [b"m3", b"m4"]
+        assert await bus.stream_read_group(key, "g", "c1", count=10, block=0.1) == []
+        other = await bus.stream_read_group(key, "other", "c1", count=10, block=0.1)  # groups are independent
+        assert len(other) == 5
+        await bus.stream_ack(key, "g", [e.id for e in first + second])
+        assert await bus.stream_claim(key, "g", "c3", min_idle=0, count=10) == []
+    finally:
+        await _drop_stream(bus, key)
+
+
+async def test_stream_read_blocks_until_an_append(bus: Bus) -> None:
+    key = "test:stream:" + uuid.uuid4().hex
+    try:
+        assert await bus.stream_read_group(key, "g", "c", count=10, block=0.05) == []  # creates the group
+        reader = asyncio.create_task(bus.stream_read_group(key, "g", "c", count=10, block=5))
+        await asyncio.sleep(0.1)
+        assert not reader.done()
+        entry_id = await bus.stream_add(key, "ch", b"late")
+        got = await asyncio.wait_for(reader, 5)
+        assert [(e.id, e.data) for e in got] == [(entry_id, b"late")]
+    finally:
+        await _drop_stream(bus, key)
+
+
+async def test_stream_claim_takes_over_a_dead_consumers_entries(bus: Bus) -> None:
+    """What a consumer read and never acknowledged goes to another once it has been idle long
+    enough, oldest first; an entry trimmed away meanwhile is forgotten, not handed out."""
+    key = "test:stream:" + uuid.uuid4().hex
+    try:
+        for i in range(3):
+            await bus.stream_add(key, "ch", b"m%d" % i)
+        dead = await bus.stream_read_group(key, "g", "dead", count=10, block=0.1)
+        assert len(dead) == 3
+        assert await bus.stream_claim(key, "g", "new", min_idle=5, count=10) == []  # not idle long enough
+        await asyncio.sleep(0.15)
+        claimed = await bus.stream_claim(key, "g", "new", min_idle=0.1, count=2)
+        assert [e.data for e in claimed] == [b"m0", b"m1"]
+        assert await bus.stream_claim(key, "g", "other", min_idle=0.1, count=10) == [dead[2]]
+        # claiming restarts the idle time: "new" holds m0 and m1 now
+        assert await bus.stream_claim(key, "g", "other", min_idle=0.1, count=10) == []
+        await bus.stream_ack(key, "g", [claimed[0].id])
+        await asyncio.sleep(0.15)
+        assert [e.data for e in await bus.stream_claim(key, "g", "third", min_idle=0.1, count=10)] == [b"m1", b"m2"]
+        assert await bus.stream_prune_consumers(key, "g", min_idle=0) >= 2  # "dead", "new", "other": nothing pending
+        assert await bus.stream_prune_consumers(key, "g", min_idle=0) == 0  # "third" holds two entries
+    finally:
+        await _drop_stream(bus, key)
+
+
+async def test_stream_is_capped(bus: Bus) -> None:
+    key = "test:stream:" + uuid.uuid4().hex
+    try:
+        for i in range(3000):
+            await bus.stream_add(key, "ch", b"%d" % i, maxlen=1000)
+        entries = await bus.stream_read_group(key, "g", "c", count=5000, block=0.1)
+        assert 1000 <= len(entries) < 3000  # Redis trims whole nodes: about maxlen, never fewer
+        assert entries[-1].data == b"2999"
+    finally:
+        await _drop_stream(bus, key)
+
+
+async def _newest(bus: Bus, key: str, n: int) -> list[tuple[str, bytes]]:
+    """The stream's last ``n`` entries, read past the consumer groups (a group on the shared
+    event stream would outlive the test, and start at its beginning)."""
+    if isinstance(bus, MemoryBus):
+        return [(e.channel, e.data) for e in list(bus.streams[key].entries)[-n:]]
+    assert isinstance(bus, RedisBus)
+    raw = await bus.redis.xrevrange(key, count=n)
+    return [(f[b"c"].decode(), f[b"d"]) for _id, f in reversed(raw)]
+
+
+async def test_events_go_to_the_stream_and_live_subscribers(bus: Bus) -> None:
+    """publish_event appends to the event stream and publishes on the event's channel."""
+    sub = await bus.subscribe("event.test.*")
+    await asyncio.sleep(0.05)
+    marker = uuid.uuid4().hex
+    await publish_event(bus, "test.thing", {"id": marker})
+    [(channel, data)] = await asyncio.wait_for(_collect(sub, 1), 5)
+    assert channel == "event.test.thing" and data == b'{"id":"%s"}' % marker.encode()
+    assert (channel, data) in await _newest(bus, EVENT_STREAM, 50)
     await sub.close()
 
 

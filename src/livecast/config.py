@@ -106,6 +106,8 @@ class Settings(BaseModel):
     # API
     helix_rate_limit: int = Field(default=800, ge=1)
     eventsub_allow_private_callbacks: bool = False
+    # Domain events kept in the bus's event stream for a dispatcher that is away (approximate)
+    event_stream_maxlen: int = Field(default=100_000, ge=1000)
     # Identity
     token_lifetime: int = Field(default=14400, ge=60)
     password_min_length: int = Field(default=8, ge=1)

@@ -36,7 +36,7 @@ class Platform:
         db = Database(settings.resolved_database_url)
         if migrate:
             await db.upgrade()
-        bus = create_bus(settings.bus_url)
+        bus = create_bus(settings.bus_url, settings.event_stream_maxlen)
         await bus.start()
         storage = create_store(settings.resolved_storage_url)
         return cls(settings=settings, db=db, bus=bus, storage=storage)

@@ -2,13 +2,28 @@
 
 ``memory://`` keeps everything in this process (the default, one process); ``redis://``
 shares it between processes and nodes. Both pass the same tests (tests/test_bus.py).
+
+Pub/sub is at-most-once. What must survive its consumer being away (domain events on their
+way to the EventSub dispatcher) also goes into a *stream* (:meth:`Bus.stream_add`): an
+append-only, capped log read through a consumer group, which remembers what was handed to
+whom until it is acknowledged (Redis Streams semantics, kept by the in-process bus too).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
+
+STREAM_MAXLEN = 100_000  # entries a stream keeps by default (LIVECAST_EVENT_STREAM_MAXLEN)
+
+
+class StreamEntry(NamedTuple):
+    """One entry of a bus stream: its id (``"<ms>-<seq>"``, increasing), channel and data."""
+
+    id: str
+    channel: str
+    data: bytes
 
 
 class Subscription(Protocol):
@@ -88,10 +103,62 @@ class Bus(Protocol):
         """The messages still in the replay log ``key`` numbered above ``after``, oldest first."""
         ...
 
+    async def stream_add(self, key: str, channel: str, data: bytes, *, maxlen: int | None = None,
+                         publish: bool = False) -> str:
+        """Append ``(channel, data)`` to the stream ``key``; returns the new entry's id.
+
+        Unlike pub/sub, an entry waits for a consumer that is restarting or not started yet.
+        The stream keeps about ``maxlen`` entries (default: the bus's cap, set from
+        LIVECAST_EVENT_STREAM_MAXLEN), dropping the oldest, so a consumer that never comes
+        back cannot fill the memory. ``publish`` also publishes ``data`` on ``channel`` in the
+        same round trip, for live subscribers that want the message but not the guarantee.
+        """
+        ...
+
+    async def stream_read_group(self, key: str, group: str, consumer: str, count: int,
+                                block: float) -> list[StreamEntry]:
+        """Up to ``count`` entries of ``key`` that ``group`` has not handed out yet, oldest
+        first, now pending to ``consumer`` until :meth:`stream_ack`; waits up to ``block``
+        seconds for one when there is none.
+
+        A group that does not exist yet is created at the start of the stream, not its end:
+        entries appended before any consumer ever ran are exactly what must not be lost.
+        """
+        ...
+
+    async def stream_ack(self, key: str, group: str, ids: Sequence[str]) -> None:
+        """Done with these entries: the group forgets them (they are never handed out again)."""
+        ...
+
+    async def stream_claim(self, key: str, group: str, consumer: str, min_idle: float,
+                           count: int) -> list[StreamEntry]:
+        """Take over up to ``count`` entries of ``group`` that were handed to some consumer at
+        least ``min_idle`` seconds ago and never acknowledged (it died, or stopped midway),
+        oldest first; they are pending to ``consumer`` now, and their idle time starts again.
+        An entry trimmed from the stream meanwhile is forgotten rather than returned.
+        """
+        ...
+
+    async def stream_prune_consumers(self, key: str, group: str, min_idle: float) -> int:
+        """Forget the consumers of ``group`` with nothing pending that have not read for
+        ``min_idle`` seconds; returns how many. Consumer names are per process start, so
+        without this every restart would leave one behind for good."""
+        ...
+
+
+EVENT_STREAM = "events"  # the stream every domain event is appended to (see publish_event)
+
 
 async def publish_event(bus: Bus, topic: str, payload: dict[str, Any]) -> None:
-    """Domain events are JSON on channel ``event.<topic>`` (for example ``event.stream.online``)."""
-    await bus.publish(f"event.{topic}", json.dumps(payload, separators=(",", ":"), default=str).encode())
+    """Domain events are JSON on channel ``event.<topic>`` (for example ``event.stream.online``).
+
+    Each is appended to the :data:`EVENT_STREAM` stream, which the EventSub dispatcher reads
+    through a consumer group, so an event published while no dispatcher runs (a worker
+    restarting, killed, or not started yet) is dispatched when one does; and published on its
+    channel in the same round trip, for the in-process consumers that only want it live.
+    """
+    data = json.dumps(payload, separators=(",", ":"), default=str).encode()
+    await bus.stream_add(EVENT_STREAM, f"event.{topic}", data, publish=True)
 
 
 LOG_SEQ_TTL_S = 86_400.0  # a replay log's sequence outlives its entries (see Bus.publish_logged)
@@ -110,13 +177,14 @@ def split_logged(payload: bytes) -> tuple[int, bytes]:
     return 0, payload
 
 
-def create_bus(url: str) -> Bus:
+def create_bus(url: str, stream_maxlen: int = STREAM_MAXLEN) -> Bus:
+    """The bus for ``url``; ``stream_maxlen`` caps streams appended to without a ``maxlen``."""
     if url.startswith("memory:"):
         from livecast.bus.memory import MemoryBus
 
-        return MemoryBus()
+        return MemoryBus(stream_maxlen)
     if url.startswith(("redis:", "rediss:")):
         from livecast.bus.redis import RedisBus
 
-        return RedisBus(url)
+        return RedisBus(url, stream_maxlen)
     raise ValueError(f"unsupported bus URL {url!r}")

@@ -6,8 +6,9 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 
-from livecast.bus import LOG_SEQ_TTL_S, logged_frame
+from livecast.bus import LOG_SEQ_TTL_S, STREAM_MAXLEN, StreamEntry, logged_frame
 
 
 class _MemorySubscription:
@@ -44,8 +45,24 @@ class _MemorySubscription:
 _Members = set[str]
 
 
+@dataclass
+class _Group:
+    next: int  # the position (see _Stream.base) of the first entry not handed out yet
+    pending: dict[str, tuple[str, float, int]] = field(default_factory=dict)  # id -> (consumer, at, position)
+    consumers: dict[str, float] = field(default_factory=dict)  # name -> last read (monotonic)
+
+
+@dataclass
+class _Stream:
+    entries: deque[StreamEntry] = field(default_factory=deque)
+    base: int = 0  # the position of entries[0] since the stream began: groups index by position
+    last: tuple[int, int] = (0, 0)  # the newest id, as (ms, seq)
+    groups: dict[str, _Group] = field(default_factory=dict)
+    appended: asyncio.Event = field(default_factory=asyncio.Event)  # replaced after each wake-up
+
+
 class MemoryBus:
-    def __init__(self) -> None:
+    def __init__(self, stream_maxlen: int = STREAM_MAXLEN) -> None:
         self.subs: list[_MemorySubscription] = []
         self.kv: dict[str, tuple[bytes, float | None]] = {}
         self.buckets: dict[str, tuple[float, float]] = {}
@@ -53,6 +70,8 @@ class MemoryBus:
         self.maps: dict[str, tuple[dict[str, bytes], float | None]] = {}
         self.logs: dict[str, tuple[deque[tuple[int, bytes]], float]] = {}
         self.log_seqs: dict[str, tuple[int, float]] = {}
+        self.streams: dict[str, _Stream] = {}
+        self.stream_maxlen = stream_maxlen
         self._next_sweep = 0.0
 
     async def start(self) -> None:
@@ -202,3 +221,94 @@ class MemoryBus:
 
     async def read_log(self, key: str, after: int) -> list[tuple[int, bytes]]:
         return [(seq, data) for seq, data in self._live_log(key) or () if seq > after]
+
+    # Streams: the same ids, group and pending-entry rules as Redis Streams, trimmed exactly.
+
+    async def stream_add(self, key: str, channel: str, data: bytes, *, maxlen: int | None = None,
+                         publish: bool = False) -> str:
+        stream = self.streams.setdefault(key, _Stream())
+        ms = int(time.time() * 1000)
+        stream.last = (ms, 0) if ms > stream.last[0] else (stream.last[0], stream.last[1] + 1)
+        entry = StreamEntry(f"{stream.last[0]}-{stream.last[1]}", channel, data)
+        stream.entries.append(entry)
+        while len(stream.entries) > (maxlen or self.stream_maxlen):
+            stream.entries.popleft()
+            stream.base += 1
+        stream.appended.set()
+        stream.appended = asyncio.Event()
+        if publish:
+            await self.publish(channel, data)
+        return entry.id
+
+    async def stream_read_group(self, key: str, group: str, consumer: str, count: int,
+                                block: float) -> list[StreamEntry]:
+        stream = self.streams.setdefault(key, _Stream())
+        state = stream.groups.setdefault(group, _Group(next=stream.base))
+        deadline = time.monotonic() + block
+        while True:
+            now = time.monotonic()
+            state.consumers[consumer] = now
+            first = max(state.next, stream.base)
+            stop = min(first + count, stream.base + len(stream.entries))
+            if stop > first:
+                fresh = [stream.entries[pos - stream.base] for pos in range(first, stop)]
+                for pos, entry in zip(range(first, stop), fresh, strict=True):
+                    state.pending[entry.id] = (consumer, now, pos)
+                state.next = stop
+                return fresh
+            if deadline <= now:
+                return []
+            try:
+                await asyncio.wait_for(stream.appended.wait(), deadline - now)
+            except TimeoutError:
+                return []
+
+    async def stream_ack(self, key: str, group: str, ids: Sequence[str]) -> None:
+        stream = self.streams.get(key)
+        state = stream.groups.get(group) if stream is not None else None
+        if stream is None or state is None:
+            return
+        for entry_id in ids:
+            state.pending.pop(entry_id, None)
+        # Unlike Redis, drop what every group is done with: in one process no reader could come
+        # later, and a chat-heavy process would otherwise hold its whole cap of old events.
+        done = min(g.next for g in stream.groups.values())
+        for other in stream.groups.values():
+            if other.pending:
+                done = min(done, min(pos for _c, _at, pos in other.pending.values()))
+        while stream.entries and stream.base < done:
+            stream.entries.popleft()
+            stream.base += 1
+
+    async def stream_claim(self, key: str, group: str, consumer: str, min_idle: float,
+                           count: int) -> list[StreamEntry]:
+        stream = self.streams.get(key)
+        state = stream.groups.get(group) if stream is not None else None
+        if stream is None or state is None:
+            return []
+        now = time.monotonic()
+        state.consumers.setdefault(consumer, now)
+        claimed: list[StreamEntry] = []
+        for entry_id, (_owner, at, pos) in sorted(state.pending.items(), key=lambda item: item[1][2]):
+            if len(claimed) >= count:
+                break
+            if now - at < min_idle:
+                continue
+            if pos < stream.base:
+                del state.pending[entry_id]  # trimmed while pending: nothing left to hand out
+                continue
+            state.pending[entry_id] = (consumer, now, pos)
+            claimed.append(stream.entries[pos - stream.base])
+        return claimed
+
+    async def stream_prune_consumers(self, key: str, group: str, min_idle: float) -> int:
+        stream = self.streams.get(key)
+        state = stream.groups.get(group) if stream is not None else None
+        if state is None:
+            return 0
+        now = time.monotonic()
+        busy = {owner for owner, _at, _pos in state.pending.values()}
+        gone = [name for name, seen in state.consumers.items() if name not in busy and now - seen >= min_idle]
+        for name in gone:
+            del state.consumers[name]
+        return len(gone)

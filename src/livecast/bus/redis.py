@@ -1,4 +1,5 @@
-"""Redis bus: pub/sub for messages, plain keys and a Lua token bucket for shared counters."""
+"""Redis bus: pub/sub for messages, plain keys and a Lua token bucket for shared counters,
+Redis Streams with consumer groups for messages that must wait for their consumer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from livecast.bus import LOG_SEQ_TTL_S, split_logged
+from livecast.bus import LOG_SEQ_TTL_S, STREAM_MAXLEN, StreamEntry, split_logged
 
 log = logging.getLogger("livecast.bus")
 
@@ -45,6 +46,41 @@ return seq
 """
 
 
+# KEYS: stream. ARGV: group, min idle (ms). Atomic, so a consumer that reads between the check
+# and the delete cannot lose the entries it was just handed (DELCONSUMER drops its pending list).
+_PRUNE_CONSUMERS = """
+local list = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if type(list) ~= 'table' or list.err then return 0 end
+local gone = 0
+for _, c in ipairs(list) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  if tonumber(info['pending']) == 0 and tonumber(info['idle']) >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    gone = gone + 1
+  end
+end
+return gone
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entries(raw: Any) -> list[StreamEntry]:
+    """``[(id, {b"c": channel, b"d": data}), ...]`` as entries; an entry deleted meanwhile
+    (no fields) is skipped."""
+    out: list[StreamEntry] = []
+    for entry_id, fields in raw or ():
+        if not fields:
+            continue
+        data = fields.get(b"d", b"")
+        out.append(StreamEntry(_text(entry_id), _text(fields.get(b"c", b"")),
+                               data.encode() if isinstance(data, str) else bytes(data)))
+    return out
+
+
 class _RedisSubscription:
     def __init__(self, pubsub: Any) -> None:
         self.pubsub = pubsub
@@ -76,11 +112,13 @@ class _RedisSubscription:
 
 
 class RedisBus:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, stream_maxlen: int = STREAM_MAXLEN) -> None:
         self.url = url
         self.redis = aioredis.from_url(url, decode_responses=False, health_check_interval=10)
+        self.stream_maxlen = stream_maxlen
         self._bucket: Any = None
         self._logged: Any = None
+        self._prune: Any = None
 
     async def start(self) -> None:
         await self.redis.ping()
@@ -181,3 +219,66 @@ class RedisBus:
         raw: list[bytes | str] = await self.redis.lrange(key, 0, -1)
         entries = [split_logged(item.encode() if isinstance(item, str) else bytes(item)) for item in raw]
         return [(seq, data) for seq, data in entries if seq > after]
+
+    async def stream_add(self, key: str, channel: str, data: bytes, *, maxlen: int | None = None,
+                         publish: bool = False) -> str:
+        """XADD with an approximate MAXLEN (Redis trims whole nodes: cheap, and at least
+        ``maxlen`` entries stay), plus the PUBLISH in the same pipeline: one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"c": channel, "d": data}, maxlen=maxlen or self.stream_maxlen, approximate=True)
+            if publish:
+                pipe.publish(channel, data)
+            result = await pipe.execute()
+        return _text(result[0])
+
+    async def _create_group(self, key: str, group: str) -> None:
+        try:
+            await self.redis.xgroup_create(key, group, id="0", mkstream=True)
+        except aioredis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def stream_read_group(self, key: str, group: str, consumer: str, count: int,
+                                block: float) -> list[StreamEntry]:
+        wait_ms = int(block * 1000) if block > 0 else None  # BLOCK 0 would wait for ever
+        for _ in range(2):
+            try:
+                raw = await self.redis.xreadgroup(group, consumer, {key: ">"}, count=count, block=wait_ms)
+            except aioredis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self._create_group(key, group)  # the first reader ever, or the key was deleted
+                continue
+            if isinstance(raw, dict):  # RESP3
+                return _entries(next(iter(raw.values()), [[]])[0]) if raw else []
+            return _entries(raw[0][1]) if raw else []
+        return []
+
+    async def stream_ack(self, key: str, group: str, ids: Sequence[str]) -> None:
+        if ids:
+            await self.redis.xack(key, group, *ids)
+
+    async def stream_claim(self, key: str, group: str, consumer: str, min_idle: float,
+                           count: int) -> list[StreamEntry]:
+        """XAUTOCLAIM from the start of the pending list until ``count`` or its end (Redis 7
+        drops pending ids whose entries were trimmed, and reports them apart)."""
+        claimed: list[StreamEntry] = []
+        cursor: bytes | str = "0-0"
+        while len(claimed) < count:
+            try:
+                reply = await self.redis.xautoclaim(key, group, consumer, int(min_idle * 1000),
+                                                    start_id=cursor, count=count - len(claimed))
+            except aioredis.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    return claimed
+                raise
+            cursor = reply[0]
+            claimed.extend(_entries(reply[1]))
+            if _text(cursor) == "0-0":
+                break
+        return claimed
+
+    async def stream_prune_consumers(self, key: str, group: str, min_idle: float) -> int:
+        if self._prune is None:
+            self._prune = self.redis.register_script(_PRUNE_CONSUMERS)
+        return int(await self._prune(keys=[key], args=[group, int(min_idle * 1000)]))

@@ -1,12 +1,18 @@
 """Domain events on the bus become EventSub notifications.
 
-Producers publish ``event.<type>`` JSON (``livecast.bus.publish_event``). For each event the
+Producers append ``event.<type>`` JSON to the bus's event stream (``livecast.bus.publish_event``);
+the worker's dispatcher reads it through a consumer group (see ``worker``). For each event the
 dispatcher finds the enabled subscriptions whose condition selects it: webhook ones get a row
 in the durable outbox, WebSocket ones get a message on their session's bus channel and in its
-replay log (``service.publish_to_session``). Only one
-worker process dispatches at a time (a lease in the bus, see ``worker``), so each event becomes
-exactly one message per subscription even with several workers; two identical payloads
-published twice (two ``channel.chat.clear`` in a row) are two events.
+replay log (``service.publish_to_session``).
+
+Delivery from the stream is at least once: a dispatcher that dies after dispatching an event
+but before acknowledging it leaves it to the next one. So a notification's identity comes
+from the event (its stream entry id, the ``key``) and the subscription, never from the
+attempt: the outbox row of a second dispatch collides with the first's and is dropped, and a
+WebSocket notification sent twice carries the same ``message_id`` both times, which is how
+Twitch tells clients to recognise a duplicate. Two identical payloads published twice (two
+``channel.chat.clear`` in a row) are two stream entries, so two events.
 """
 
 from __future__ import annotations
@@ -19,12 +25,21 @@ from typing import Any
 from sqlalchemy import select
 
 from livecast.api.eventsub import catalog
-from livecast.api.eventsub.models import EventSubMessage, EventSubSubscription, new_uuid
+from livecast.api.eventsub.models import EventSubMessage, EventSubSubscription
 from livecast.api.eventsub.service import WAKE_CHANNEL, publish_to_session, subscription_json, ws_message
 from livecast.logs import event as log_event
 from livecast.platform import Platform
 
 log = logging.getLogger("livecast.eventsub")
+
+
+_MESSAGE_IDS = uuid.UUID("6f1d3c8e-4b7a-5e21-9c0d-2a8f6b4e1d37")  # namespace of notification ids
+
+
+def message_id(key: str, subscription_id: str) -> str:
+    """The notification's ``message_id``: the same for every dispatch of one event to one
+    subscription, different for anything else."""
+    return str(uuid.uuid5(_MESSAGE_IDS, f"{key}/{subscription_id}"))
 
 
 def _insert_ignore(dialect: str) -> Any:
@@ -36,9 +51,11 @@ def _insert_ignore(dialect: str) -> Any:
 async def dispatch(platform: Platform, topic: str, data: bytes, key: str | None = None) -> int:
     """Turn one bus event into notifications; returns how many subscriptions it reached.
 
-    ``key`` names the event in the outbox; a caller that retries the same event after a
-    failure passes the same key, so a retry after a commit that did happen adds no second
-    message (the ``(subscription_id, event_key)`` unique constraint).
+    ``key`` names the event (its stream entry id); a caller that dispatches the same event
+    again, after a failure or a crash, passes the same key, so a retry after a commit that did
+    happen adds no second outbox row (the ``(subscription_id, event_key)`` and ``message_id``
+    unique constraints) and a WebSocket session gets the same ``message_id`` again. Without a
+    key (a one-off caller) the event gets a random one.
     """
     name = topic.removeprefix("event.")
     if name not in catalog.NAMES:
@@ -67,9 +84,9 @@ async def dispatch(platform: Platform, topic: str, data: bytes, key: str | None 
                 continue
             body = json.dumps({"subscription": subscription_json(sub), "event": event}, separators=(",", ":"))
             if sub.method == "webhook":
-                webhook_rows.append({"message_id": new_uuid(), "subscription_id": sub.id, "event_key": key,
-                                     "kind": "notification", "body": body, "status": "pending", "attempts": 0,
-                                     "last_error": ""})
+                webhook_rows.append({"message_id": message_id(key, sub.id), "subscription_id": sub.id,
+                                     "event_key": key, "kind": "notification", "body": body, "status": "pending",
+                                     "attempts": 0, "last_error": ""})
             else:
                 ws_messages.append((sub, body))
         if webhook_rows:
@@ -80,5 +97,6 @@ async def dispatch(platform: Platform, topic: str, data: bytes, key: str | None 
         await platform.bus.publish(WAKE_CHANNEL, b"deliver")
     for sub, body in ws_messages:
         payload_doc = json.loads(body)
-        await publish_to_session(platform.bus, sub.session_id, ws_message("notification", payload_doc, sub))
+        await publish_to_session(platform.bus, sub.session_id,
+                                 ws_message("notification", payload_doc, sub, message_id(key, sub.id)))
     return len(webhook_rows) + len(ws_messages)

@@ -8,14 +8,25 @@ Callback verification (the challenge) runs here too, so it survives restarts as 
 Several workers may run: each delivers (a per-message lock in the bus keeps them apart), and
 one of them, holding a lease in the bus, dispatches events into the outbox.
 
-Events arrive by pub/sub, which keeps no history, so the dispatcher's lease cannot simply
-lapse when its worker stops: the events published until a standby noticed would reach no
-dispatcher. A stopping leader hands over instead: it publishes a marker among the events
-(``event._handover``); every worker sees it at the same place in the one ordered stream, so
-the old leader dispatches everything before it and then stops, and the first standby to
-claim the marker dispatches everything after it. A worker stopped mid-delivery leaves its
-message pending in the outbox (only a completed POST marks it delivered), so another
-worker, or the next start, sends it again with the same ``message_id``.
+Events come from the bus's event stream through the consumer group ``eventsub``, not from
+pub/sub: the group remembers how far dispatching got and which entries a dispatcher was
+handed but never acknowledged, so an event published while no dispatcher runs (every worker
+restarting, killed, or not started yet) waits in the stream, and one a dispatcher died
+holding is taken over (``stream_claim``). An entry is acknowledged only once its
+notifications are durable: outbox rows committed, WebSocket messages in their session's
+replay log. Dispatch is therefore at least once, made harmless by ids derived from the
+entry (``dispatch.message_id``).
+
+The lease is kept for order only: one dispatcher at a time turns the stream into outbox rows
+in stream order. It no longer guards against loss, so a stopping leader simply finishes its
+current event, acknowledges, gives the lease up and wakes the standbys (the marker handover
+this replaced existed because pub/sub forgot what nobody was listening for). A worker that
+becomes leader first claims every entry other consumers hold, since whoever held them lost
+the lease (crashed, killed, or cut off); after that it claims only entries idle for
+``claim_idle_s``, which only a dispatcher that lost the lease mid-read can leave behind. A
+worker stopped mid-delivery leaves its message pending in the outbox (only a completed POST
+marks it delivered), so another worker, or the next start, sends it again with the same
+``message_id``.
 """
 
 from __future__ import annotations
@@ -23,10 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
 import secrets
-import uuid
 from typing import Any
 
 import httpx
@@ -37,6 +48,7 @@ from livecast.api.eventsub import catalog, service
 from livecast.api.eventsub.dispatch import dispatch
 from livecast.api.eventsub.models import EventSubMessage, EventSubSubscription
 from livecast.api.eventsub.signing import sign
+from livecast.bus import EVENT_STREAM, StreamEntry
 from livecast.logs import event
 from livecast.outage import is_backend_outage
 from livecast.platform import Platform
@@ -44,10 +56,18 @@ from livecast.store.base import utcnow
 
 log = logging.getLogger("livecast.eventsub")
 LEASE_KEY = "eventsub:dispatcher"
-HANDOVER_TOPIC = "event._handover"  # not an EventSub type: dispatch ignores it
-HANDOVER_KEY = "eventsub:handover:"  # + token: the standby that claimed a leader's marker
-HANDOVER_WAIT_S = 5.0
+GROUP = "eventsub"  # the dispatchers' consumer group on the event stream
+LEASE_WAKE = b"lease"  # on service.WAKE_CHANNEL: a leader gave the lease up, standbys try now
+STOP_WAIT_S = 5.0  # a stopping leader's time to finish the event it is dispatching
+CONSUMER_PRUNE_IDLE_S = 3600.0  # consumers (one per worker start) forgotten after this long unused
 DISPATCH_RETRY_MIN_S, DISPATCH_RETRY_MAX_S = 0.25, 2.0
+
+
+def event_key(entry: StreamEntry) -> str:
+    """The outbox key of a stream entry: its id, plus a digest of its data, so that an id
+    reused after the stream was lost (Redis restarted empty with the clock behind) cannot
+    pass a new event off as an old one and have its notifications dropped as duplicates."""
+    return f"{entry.id}/{hashlib.blake2b(entry.data, digest_size=8).hexdigest()}"
 
 
 class EventSubWorker:
@@ -60,30 +80,34 @@ class EventSubWorker:
         self.max_attempts = 8
         self.poll_interval = 1.0
         self.timeout = 10.0
-        self.worker_id = secrets.token_hex(8)
+        self.worker_id = secrets.token_hex(8)  # also this worker's consumer name in the group
         self.lease_s = 6.0
         self.leader = False
+        self.claim_idle_s = 15.0  # an entry another consumer held this long is taken over
+        self.batch = 100  # stream entries read at a time
+        self.read_block_s = 1.0
         self.retention = dt.timedelta(days=1)  # delivered and failed messages are kept this long
         self._swept_at = 0.0
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.client: httpx.AsyncClient | None = None
-        self._handover_token = b""
-        self._handed_over = asyncio.Event()
+        self._leading = asyncio.Event()  # set while leader: the dispatch loop waits on it
+        self._lease_wake = asyncio.Event()
+        self._took_over = False  # just became leader: claim what the last one left first
+        self._stopping = False
         self._lease_lock = asyncio.Lock()  # a renewal's stale read must not undo a takeover
 
     async def start(self) -> dict[str, int]:
         self.client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
         await self._renew_lease()
-        events = await self.platform.bus.subscribe("event.*")
         wakes = await self.platform.bus.subscribe(service.WAKE_CHANNEL)
         self.tasks = [
             asyncio.create_task(self._lease_loop()),
-            asyncio.create_task(self._consume(events)),
+            asyncio.create_task(self._consume()),
             asyncio.create_task(self._wakeups(wakes)),
             asyncio.create_task(self._deliver_loop()),
         ]
-        self._subs = (events, wakes)
+        self._subs = (wakes,)
         return {}
 
     async def _renew_lease(self) -> None:
@@ -93,32 +117,63 @@ class EventSubWorker:
 
     async def _renew_lease_locked(self) -> None:
         me = self.worker_id.encode()
-        if await self.platform.bus.set(LEASE_KEY, me, ttl=self.lease_s, only_if_absent=True):
-            self.leader = True
+        if self._stopping:
+            leading = False
+        elif await self.platform.bus.set(LEASE_KEY, me, ttl=self.lease_s, only_if_absent=True):
+            leading = True
         elif await self.platform.bus.get(LEASE_KEY) == me:
             await self.platform.bus.set(LEASE_KEY, me, ttl=self.lease_s)
-            self.leader = True
+            leading = True
         else:
-            self.leader = False
+            leading = False
+        self._set_leader(leading)
+
+    def _set_leader(self, leading: bool) -> None:
+        if leading and not self.leader:
+            self._took_over = True
+            event(log, "eventsub dispatch taken over", worker=self.worker_id)
+        self.leader = leading
+        if leading:
+            self._leading.set()
+        else:
+            self._leading.clear()
 
     async def _lease_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.lease_s / 3)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lease_wake.wait(), self.lease_s / 3)
+            self._lease_wake.clear()
             try:
                 await self._renew_lease()
             except Exception:
-                self.leader = False
+                self._set_leader(False)
                 log.exception("eventsub lease renewal failed")
 
     async def stop(self) -> None:
-        lease_loop = self.tasks[0] if self.tasks else None
+        """Finish the event being dispatched, acknowledge, and give the lease to a standby.
+
+        Nothing depends on this for safety: what a stop cuts short stays pending in the
+        group and the next leader claims it. It only spares the standbys the wait for the
+        lease to lapse, and the event in hand a second dispatch.
+        """
+        self._stopping = True
+        was_leader = self.leader
+        lease_loop, consume = (self.tasks[0], self.tasks[1]) if self.tasks else (None, None)
         if lease_loop is not None:
             lease_loop.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await lease_loop
-        if self.leader:
+        if consume is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(consume), STOP_WAIT_S)
+        if was_leader:
             with contextlib.suppress(Exception):
-                await self._hand_over()
+                async with self._lease_lock:
+                    if await self.platform.bus.get(LEASE_KEY) == self.worker_id.encode():
+                        await self.platform.bus.delete(LEASE_KEY)
+                self.leader = False
+                await self.platform.bus.publish(service.WAKE_CHANNEL, LEASE_WAKE)
+                event(log, "eventsub dispatch handed over", worker=self.worker_id)
         for sub in self._subs:
             await sub.close()
         for task in self.tasks:
@@ -129,57 +184,74 @@ class EventSubWorker:
         if self.client is not None:
             await self.client.aclose()
 
-    async def _hand_over(self) -> None:
-        """Stop dispatching at a marker in the event stream that a standby resumes from."""
-        token = secrets.token_hex(8)
-        self._handover_token = token.encode()
-        # Standbys' lease renewals must not take over at some other place in the stream.
-        await self.platform.bus.set(LEASE_KEY, b"handover:" + self._handover_token, ttl=self.lease_s)
-        await self.platform.bus.publish(HANDOVER_TOPIC, self._handover_token)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._handed_over.wait(), HANDOVER_WAIT_S)
-        if await self.platform.bus.get(LEASE_KEY) == b"handover:" + self._handover_token:
-            await self.platform.bus.delete(LEASE_KEY)  # no standby took it: the next worker may
-        event(log, "eventsub dispatch handed over", worker=self.worker_id, at_marker=self._handed_over.is_set())
+    async def _next_entries(self, claim_idle: float | None) -> list[StreamEntry]:
+        """Entries to dispatch: claimed ones (idle at least ``claim_idle``) when asked, else new ones."""
+        bus = self.platform.bus
+        if claim_idle is not None:
+            return await bus.stream_claim(EVENT_STREAM, GROUP, self.worker_id, claim_idle, self.batch)
+        return await bus.stream_read_group(EVENT_STREAM, GROUP, self.worker_id, self.batch, self.read_block_s)
 
-    async def _handover_seen(self, token: bytes) -> bool:
-        """A leader's handover marker; True when it was ours (everything before it is dispatched)."""
-        if token == self._handover_token:
-            self.leader = False
-            self._handed_over.set()
-            return True
-        me = self.worker_id.encode()
-        async with self._lease_lock:
-            if not self.leader and await self.platform.bus.set(HANDOVER_KEY + token.decode(errors="replace"), me,
-                                                               ttl=60, only_if_absent=True):
-                await self.platform.bus.set(LEASE_KEY, me, ttl=self.lease_s)
-                self.leader = True
-                event(log, "eventsub dispatch taken over", worker=self.worker_id)
-        return False
-
-    async def _consume(self, events: Any) -> None:
-        async for topic, data in events:
-            if topic == HANDOVER_TOPIC:
-                if await self._handover_seen(data):
-                    return
-                continue
+    async def _consume(self) -> None:
+        """The dispatch loop: while leader, claim what others left, then read new entries."""
+        loop = asyncio.get_running_loop()
+        next_claim = 0.0
+        claim_idle: float | None = None
+        while not self._stopping:
             if not self.leader:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._leading.wait(), 1.0)
                 continue
-            await self._dispatch_retrying(topic, data)
+            if self._took_over:
+                self._took_over = False
+                claim_idle = 0.0  # whoever holds entries now lost the lease: take them all
+            elif claim_idle is None and loop.time() >= next_claim:
+                claim_idle = self.claim_idle_s
+            try:
+                entries = await self._next_entries(claim_idle)
+                if claim_idle is not None and len(entries) < self.batch:
+                    claim_idle, next_claim = None, loop.time() + self.claim_idle_s / 3
+                    with contextlib.suppress(Exception):
+                        await self.platform.bus.stream_prune_consumers(EVENT_STREAM, GROUP,
+                                                                       CONSUMER_PRUNE_IDLE_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.errors.labels("eventsub_dispatch").inc()
+                log.warning("eventsub: reading the event stream failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            await self._dispatch_all(entries)
 
-    async def _dispatch_retrying(self, topic: str, data: bytes) -> None:
+    async def _dispatch_all(self, entries: list[StreamEntry]) -> None:
+        """Dispatch in order and acknowledge what was dispatched, also when cut short: a worker
+        that lost the lease or is stopping leaves the rest pending, for the next leader."""
+        done: list[str] = []
+        try:
+            for entry in entries:
+                if not self.leader or self._stopping:
+                    break
+                await self._dispatch_retrying(entry)
+                done.append(entry.id)
+        finally:
+            if done:
+                try:
+                    await self.platform.bus.stream_ack(EVENT_STREAM, GROUP, done)
+                except Exception as exc:  # pending still: dispatched again later, under the same ids
+                    log.warning("eventsub: acknowledging %d events failed: %s", len(done), exc)
+
+    async def _dispatch_retrying(self, entry: StreamEntry) -> None:
         """Dispatch one event, waiting out a database outage rather than dropping the event.
 
-        The event was accepted (its producer's transaction committed and it was published);
-        if the outbox cannot be written now, later events wait behind it in the bus
-        subscription, in order, until the database answers. A bug (anything but an outage) is
+        The event was accepted (its producer's transaction committed and it was appended to
+        the stream); if the outbox cannot be written now, later events wait behind it in the
+        stream, in order, until the database answers. A bug (anything but an outage) is
         logged and that one event skipped, so it cannot block the rest.
         """
-        key = uuid.uuid4().hex  # the same for every try: a retry after a lost commit is a no-op
+        topic, key = entry.channel, event_key(entry)  # the key is the same for every try and dispatcher
         delay = DISPATCH_RETRY_MIN_S
         while True:
             try:
-                await dispatch(self.platform, topic, data, key)
+                await dispatch(self.platform, topic, entry.data, key)
                 if delay > DISPATCH_RETRY_MIN_S:
                     event(log, "eventsub dispatch resumed", topic=topic)
                 return
@@ -196,8 +268,11 @@ class EventSubWorker:
                 delay = min(delay * 2, DISPATCH_RETRY_MAX_S)
 
     async def _wakeups(self, wakes: Any) -> None:
-        async for _topic, _data in wakes:
-            self.wake.set()
+        async for _topic, data in wakes:
+            if data == LEASE_WAKE:
+                self._lease_wake.set()
+            else:
+                self.wake.set()
 
     async def _deliver_loop(self) -> None:
         while True:
