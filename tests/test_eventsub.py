@@ -150,6 +150,9 @@ async def test_webhook_durable_across_restart(tmp_path: Path) -> None:
             await publish_event(srv.platform.bus, "stream.online", online(alice, n))
         await wait_for(lambda: len(receiver.received) >= 1)
         first_id = receiver.received[0][0]["Twitch-Eventsub-Message-Id"]
+        # What is durable across the restart is the outbox: stop once all three are in it (with
+        # memory:// the event stream itself lives and dies with the process).
+        await wait_for(lambda: _outbox_count(srv, 3))
     finally:
         await srv.runner.stop()
     receiver.up = True
@@ -171,6 +174,13 @@ async def test_webhook_durable_across_restart(tmp_path: Path) -> None:
     finally:
         await srv.runner.stop()
         await receiver.stop()
+
+
+async def _outbox_count(srv: Server, at_least: int) -> bool:
+    from sqlalchemy import func, select
+
+    async with srv.platform.db.session() as db:
+        return (await db.scalar(select(func.count()).select_from(EventSubMessage)) or 0) >= at_least
 
 
 async def _status(srv: Server, sub_id: str, want: str = "enabled") -> bool:

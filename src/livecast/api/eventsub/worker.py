@@ -95,6 +95,7 @@ class EventSubWorker:
         self._lease_wake = asyncio.Event()
         self._took_over = False  # just became leader: claim what the last one left first
         self._stopping = False
+        self._in_dispatch = False  # between reading entries and acknowledging them
         self._lease_lock = asyncio.Lock()  # a renewal's stale read must not undo a takeover
 
     async def start(self) -> dict[str, int]:
@@ -164,6 +165,11 @@ class EventSubWorker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await lease_loop
         if consume is not None:
+            if not self._in_dispatch:
+                # Waiting in a blocking read (or for the lease): nothing in hand to finish, and
+                # waiting out the read would add up to read_block_s to every stop. Entries a
+                # cut-off read had already assigned to us stay pending for the next leader.
+                consume.cancel()
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(consume), STOP_WAIT_S)
         if was_leader:
@@ -226,6 +232,7 @@ class EventSubWorker:
         """Dispatch in order and acknowledge what was dispatched, also when cut short: a worker
         that lost the lease or is stopping leaves the rest pending, for the next leader."""
         done: list[str] = []
+        self._in_dispatch = True
         try:
             for entry in entries:
                 if not self.leader or self._stopping:
@@ -238,6 +245,7 @@ class EventSubWorker:
                     await self.platform.bus.stream_ack(EVENT_STREAM, GROUP, done)
                 except Exception as exc:  # pending still: dispatched again later, under the same ids
                     log.warning("eventsub: acknowledging %d events failed: %s", len(done), exc)
+            self._in_dispatch = False
 
     async def _dispatch_retrying(self, entry: StreamEntry) -> None:
         """Dispatch one event, waiting out a database outage rather than dropping the event.
