@@ -11,6 +11,7 @@ for one 50 ms tick, one write per connection per tick) and nothing else: it is t
 this design on this machine, where the kernel's cost per ``send`` sets the latency of a big room.
 
     python -m bench chat [--quick] [--connections 5000,15000] [--rates 10,100,1000] [--seconds 6]
+                         [--processes 1,2]
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ SAMPLE_EVERY = 25
 TICK_S = 0.05  # the batched baseline's tick, Livecast's TICK_S
 TS_RE = re.compile(rb"tmi-sent-ts=(\d+)")
 PER_GENERATOR = 8000
+REDIS_URL = "redis://127.0.0.1:6379/12"  # with --processes above 1; flushed before each point
+PG_ADMIN = os.environ.get("LIVECAST_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _raise_nofile() -> None:
@@ -202,22 +205,59 @@ def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-async def _start_livecast(workdir: Path) -> tuple[asyncio.subprocess.Process, int, str]:
-    env = {**os.environ, "LIVECAST_LOG_LEVEL": "WARNING", "LIVECAST_BUS_URL": "memory://"}
-    data_dir = workdir / "var"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "livecast", "serve", "--role", "chat", "--data-dir", str(data_dir),
-        "--http-port", "0", "--irc-port", "0",
-        env=env, preexec_fn=_raise_nofile, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    ports = data_dir / "ports.json"
-    for _ in range(600):
-        if _read(ports):
-            break
-        if proc.returncode is not None:
-            raise RuntimeError("livecast exited during start-up")
-        await asyncio.sleep(0.1)
-    return proc, json.loads(_read(ports))["irc"], f"sqlite:///{data_dir / 'livecast.db'}"
+async def _start_livecast(workdir: Path, processes: int) -> tuple[list[asyncio.subprocess.Process], int, str]:
+    """``processes`` chat processes sharing one IRC port (SO_REUSEPORT: the kernel spreads the
+    connections) and, when there are several, one PostgreSQL database and a Redis bus."""
+    procs: list[asyncio.subprocess.Process] = []
+    irc_port, db_url = 0, ""
+    if processes > 1:
+        import asyncpg
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(REDIS_URL)
+        await client.flushdb()  # rate-limit counters of the last point's senders (same logins)
+        await client.aclose()
+        # SQLite is for one process: several share a PostgreSQL database, as a deployment does
+        name = "livecast_bench_chat_" + workdir.name.replace("-", "_").lower()[-12:]
+        admin = await asyncpg.connect(PG_ADMIN)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+        db_url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    for k in range(processes):
+        env = {**os.environ, "LIVECAST_LOG_LEVEL": "WARNING",
+               "LIVECAST_BUS_URL": "memory://" if processes == 1 else REDIS_URL}
+        if db_url:
+            env["LIVECAST_DATABASE_URL"] = db_url
+        data_dir = workdir / f"var{k}"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "livecast", "serve", "--role", "chat", "--data-dir", str(data_dir),
+            "--http-port", "0", "--irc-port", str(irc_port),
+            env=env, preexec_fn=_raise_nofile, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        procs.append(proc)
+        ports = data_dir / "ports.json"
+        for _ in range(600):
+            if _read(ports):
+                break
+            if proc.returncode is not None:
+                raise RuntimeError("livecast exited during start-up")
+            await asyncio.sleep(0.1)
+        if k == 0:
+            irc_port = json.loads(_read(ports))["irc"]
+            db_url = db_url or f"sqlite:///{data_dir / 'livecast.db'}"
+    return procs, irc_port, db_url
+
+
+async def _drop_database(db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        return
+    import asyncpg
+
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 async def _start_baseline(workdir: Path, batched: bool) -> tuple[asyncio.subprocess.Process, int]:
@@ -256,7 +296,9 @@ async def _sender_conns(port: int, senders: list[tuple[str, str]] | None, count:
     writers = []
     readers = []
     for i in range(count):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.250", 0))
+        # from other addresses than the receivers', and few per address: at 1,000 msg/s there
+        # are some 1,900 senders, past the per-address connection limit from one address
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(f"127.0.1.{2 + i % 200}", 0))
         if senders is not None:
             login, token = senders[i]
             writer.write(f"PASS oauth:{token}\r\nNICK {login}\r\nJOIN #{ROOM}\r\n".encode())
@@ -280,15 +322,17 @@ async def _drain(reader: asyncio.StreamReader) -> None:
             pass
 
 
-async def _run_point(n: int, rate: int, seconds: float, livecast: bool, batched: bool = False) -> dict[str, Any]:
+async def _run_point(n: int, rate: int, seconds: float, livecast: bool, batched: bool = False,
+                     processes: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lcbench-") as tmp:
         workdir = Path(tmp)
         if livecast:
-            server, port, db_url = await _start_livecast(workdir)
+            servers, port, db_url = await _start_livecast(workdir, processes)
             sender_count = max(1, math.ceil(rate * 30 / 20 * 1.25))
             senders: list[tuple[str, str]] | None = await _make_senders(db_url, sender_count)
         else:
             server, port = await _start_baseline(workdir, batched)
+            servers = [server]
             sender_count = max(1, min(50, rate))
             senders = None
         gens: list[asyncio.subprocess.Process] = []
@@ -307,7 +351,7 @@ async def _run_point(n: int, rate: int, seconds: float, livecast: bool, batched:
                 g.stdin.write(f"{seconds}\n".encode())  # type: ignore[union-attr]
                 await g.stdin.drain()  # type: ignore[union-attr]
             load0 = os.getloadavg()[0]
-            cpu0 = proc_cpu_seconds(server.pid)
+            cpu0 = sum(proc_cpu_seconds(each.pid) for each in servers)
             t0 = time.monotonic()
             sent = 0
             tick = 0.01
@@ -322,7 +366,7 @@ async def _run_point(n: int, rate: int, seconds: float, livecast: bool, batched:
                         w.write(_sample_line(f"sender{sent % sender_count}", text))
                     sent += 1
                 await asyncio.sleep(tick)
-            cpu = proc_cpu_seconds(server.pid) - cpu0
+            cpu = sum(proc_cpu_seconds(each.pid) for each in servers) - cpu0
             wall = time.monotonic() - t0
             results = [json.loads(await asyncio.wait_for(g.stdout.readline(), 120)) for g in gens]  # type: ignore[union-attr]
             for w in writers:
@@ -332,17 +376,22 @@ async def _run_point(n: int, rate: int, seconds: float, livecast: bool, batched:
                 with contextlib.suppress(ProcessLookupError):
                     g.kill()
                 await g.wait()
-            server.terminate()
-            try:
-                await asyncio.wait_for(server.wait(), timeout=15)
-            except TimeoutError:
-                server.kill()
-                await server.wait()
+            for each in servers:
+                each.terminate()
+            for each in servers:
+                try:
+                    await asyncio.wait_for(each.wait(), timeout=15)
+                except TimeoutError:
+                    each.kill()
+                    await each.wait()
+            if livecast:
+                await _drop_database(db_url)
     lines = sum(r["lines"] for r in results)
     elapsed = max(r["elapsed"] for r in results)
     lat = [x for r in results for x in r["latencies"]]
     return {
-        "server": "livecast" if livecast else "batched" if batched else "baseline", "connections": n, "rate": rate,
+        "server": (f"livecast x{processes}" if processes > 1 else "livecast") if livecast
+        else "batched" if batched else "baseline", "connections": n, "rate": rate,
         "joined": sum(r.get("joined", 0) for r in ready) if livecast else sum(r["connected"] for r in ready),
         "deliveries_per_s": round(lines / elapsed), "expected_per_s": n * rate,
         "p50_ms": round(percentile(lat, 50), 1), "p99_ms": round(percentile(lat, 99), 1),
@@ -358,6 +407,8 @@ async def main(args: list[str]) -> dict[str, Any]:
     p.add_argument("--rates", default="10,100,1000")
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--no-baseline", action="store_true", help="skip the baseline (for profiling runs only)")
+    p.add_argument("--processes", default="1",
+                   help="chat processes sharing the port over a Redis bus, e.g. 1,2 to measure both")
     opts = p.parse_args(args)
     _raise_nofile()
     if opts.quick:
@@ -369,17 +420,22 @@ async def main(args: list[str]) -> dict[str, Any]:
     rows = []
     for n in sizes:
         for rate in rates:
-            ours = await _run_point(n, rate, seconds, livecast=True)
+            measured = [await _run_point(n, rate, seconds, livecast=True, processes=int(procs))
+                        for procs in opts.processes.split(",")]
+            ours, extra = measured[0], measured[1:]
             if opts.no_baseline:
-                rows.append(ours)
-                print(table([ours]), flush=True)
+                rows.extend(measured)
+                print(table(measured), flush=True)
                 continue
             base = await _run_point(n, rate, seconds, livecast=False)
             floor = await _run_point(n, rate, seconds, livecast=False, batched=True)
             ours["ratio_vs_baseline"] = round(ours["deliveries_per_s"] / max(1, base["deliveries_per_s"]), 2)
             ours["ratio_vs_batched"] = round(ours["deliveries_per_s"] / max(1, floor["deliveries_per_s"]), 2)
-            rows.extend([ours, base, floor])
-            print(table([ours, base, floor]), flush=True)
+            for each in extra:
+                each["ratio_vs_baseline"] = round(each["deliveries_per_s"] / max(1, base["deliveries_per_s"]), 2)
+                each["ratio_vs_batched"] = round(each["deliveries_per_s"] / max(1, floor["deliveries_per_s"]), 2)
+            rows.extend([*measured, base, floor])
+            print(table([*measured, base, floor]), flush=True)
     print("\n" + table(rows))
     return {"cpus": os.cpu_count(), "seconds": seconds, "rows": rows}
 
