@@ -224,3 +224,12 @@ async def test_token_bucket_is_shared_between_clients() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_burst_larger_than_the_pool_queues_instead_of_failing(bus: Bus) -> None:
+    """600 clients joining at once (a raid) each take a rate-limit token: with redis-py's default
+    pool of 100 that raised "Too many connections" for most of them; now they wait their turn."""
+    key = f"test:burst:{uuid.uuid4().hex}"
+    results = await asyncio.gather(*(bus.take_tokens(f"{key}:{i}", 1, 20, 2.0) for i in range(600)))
+    assert all(allowed for allowed, _, _ in results)
+    await bus.publish("test.burst", b"still serving")  # and the pool is intact afterwards

@@ -9,6 +9,9 @@ types, so the cause chain is walked.
 
 from __future__ import annotations
 
+import logging
+import time
+
 _OUTAGE_ERRNOS = {104, 110, 111}  # ECONNRESET, ETIMEDOUT, ECONNREFUSED
 
 
@@ -31,3 +34,15 @@ def is_backend_outage(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+_last_logged: dict[str, float] = {}
+
+
+def outage_logged(log: logging.Logger, what: str, exc: BaseException, every_s: float = 10.0) -> None:
+    """Warn that ``what`` met a backend outage, at most once per ``every_s`` per ``what``: the
+    operator must see it in the log, but a storm of clients retrying must not flood it."""
+    now = time.monotonic()
+    if now - _last_logged.get(what, -every_s) >= every_s:
+        _last_logged[what] = now
+        log.warning("%s: backend unavailable: %s: %s", what, type(exc).__name__, exc)

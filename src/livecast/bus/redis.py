@@ -111,10 +111,20 @@ class _RedisSubscription:
             pass
 
 
+POOL_SIZE = 128  # connections per process, pub/sub subscriptions included
+POOL_WAIT_S = 10.0
+
+
 class RedisBus:
     def __init__(self, url: str, stream_maxlen: int = STREAM_MAXLEN) -> None:
         self.url = url
-        self.redis = aioredis.from_url(url, decode_responses=False, health_check_interval=10)
+        # A blocking pool: redis-py's default pool (100 connections) raises "Too many
+        # connections" the moment a burst needs one more, which turned a mass JOIN (600 clients
+        # arriving at once, as after a raid) into "chat unavailable" for five of six of them.
+        # Here a burst queues for a connection instead; only a wait past POOL_WAIT_S is an error.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S, decode_responses=False, health_check_interval=10)
+        self.redis = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         self.stream_maxlen = stream_maxlen
         self._bucket: Any = None
         self._logged: Any = None

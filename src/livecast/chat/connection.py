@@ -22,7 +22,7 @@ from livecast.chat.session import (
 from livecast.chat.state import Chatter
 from livecast.identity import service as identity
 from livecast.logs import event
-from livecast.outage import is_backend_outage
+from livecast.outage import is_backend_outage, outage_logged
 from livecast.platform import Platform
 
 log = logging.getLogger("livecast.chat")
@@ -96,6 +96,7 @@ class ChatConnection:
                     # Redis or the database is down: this line was not carried out, but the
                     # connection is fine and the backend will be back; say so and keep it.
                     metrics.errors.labels("backend_unavailable").inc()
+                    outage_logged(log, f"chat {type(ev).__name__}", exc)
                     channel = getattr(ev, "channel", None) or next(iter(getattr(ev, "channels", ())), None)
                     self.session.send(tmi.notice(f"#{channel}" if channel else "*", "msg_service_unavailable",
                                                  "Chat is temporarily unavailable; that was not sent. Try again."))
@@ -103,6 +104,7 @@ class ChatConnection:
                     continue
                 if is_backend_outage(exc):  # a login that cannot be checked now: come back later
                     metrics.errors.labels("backend_unavailable").inc()
+                    outage_logged(log, "chat login", exc)
                     self.session.send(tmi.notice("*", "msg_service_unavailable",
                                                  "Login unavailable for a moment; please reconnect shortly."))
                     self.session.close("Service unavailable")
