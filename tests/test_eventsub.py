@@ -176,6 +176,36 @@ async def test_webhook_durable_across_restart(tmp_path: Path) -> None:
         await receiver.stop()
 
 
+async def test_sigterm_with_the_in_process_bus_dispatches_what_the_stream_holds(tmp_path: Path) -> None:
+    """memory://: the event stream dies with the process, so a stop dispatches what it still
+    holds into the (durable) outbox before the worker lets go; a restart then delivers it."""
+    receiver = Receiver()
+    await receiver.start()
+    srv = await webhook_server(tmp_path)
+    try:
+        alice = await srv.create_user("alice")
+        client_id, _s, app_token, _ = await app_with_tokens(srv, [alice["user_id"]])
+        async with httpx.AsyncClient(base_url=srv.http_url) as c:
+            r = await subscribe_webhook(c, headers(client_id, app_token), alice["user_id"], receiver.url)
+            sub_id = r.json()["data"][0]["id"]
+        await wait_for(lambda: receiver.port and _status(srv, sub_id))
+        receiver.up = False  # nothing is delivered before the stop: all 80 must be in the outbox
+        for n in range(80):
+            await publish_event(srv.platform.bus, "stream.online", online(alice, n % 60))
+    finally:
+        await srv.runner.stop()  # what SIGTERM runs
+    receiver.up = True
+    srv = await webhook_server(tmp_path)
+    try:
+        assert await _outbox_count(srv, 80)
+        worker_of(srv).wake.set()
+        await wait_for(lambda: len({h["Twitch-Eventsub-Message-Id"] for h, _ in receiver.received}) >= 80,
+                       timeout=30)
+    finally:
+        await srv.runner.stop()
+        await receiver.stop()
+
+
 async def _outbox_count(srv: Server, at_least: int) -> bool:
     from sqlalchemy import func, select
 

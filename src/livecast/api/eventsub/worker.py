@@ -49,6 +49,7 @@ from livecast.api.eventsub.dispatch import dispatch
 from livecast.api.eventsub.models import EventSubMessage, EventSubSubscription
 from livecast.api.eventsub.signing import sign
 from livecast.bus import EVENT_STREAM, StreamEntry
+from livecast.bus.memory import MemoryBus
 from livecast.logs import event
 from livecast.outage import is_backend_outage
 from livecast.platform import Platform
@@ -172,6 +173,11 @@ class EventSubWorker:
                 consume.cancel()
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(consume), STOP_WAIT_S)
+        if was_leader and isinstance(self.platform.bus, MemoryBus):
+            try:
+                await asyncio.wait_for(self._drain_local(), STOP_WAIT_S)
+            except Exception:  # a database outage outlasting the stop: what is left is lost with us
+                log.warning("eventsub: stopped with events still undispatched (in-process bus)")
         if was_leader:
             with contextlib.suppress(Exception):
                 async with self._lease_lock:
@@ -189,6 +195,20 @@ class EventSubWorker:
                 await task
         if self.client is not None:
             await self.client.aclose()
+
+    async def _drain_local(self) -> None:
+        """With the in-process bus no other process can take the stream over: what it still
+        holds would die with this one, so dispatch it all before stopping (within STOP_WAIT_S).
+        The runner stops this worker after the process's other services, so what they publish
+        while stopping (an ingest's ``stream.offline``) is in the stream by now."""
+        bus = self.platform.bus
+        while True:
+            entries = await bus.stream_claim(EVENT_STREAM, GROUP, self.worker_id, 0.0, self.batch)
+            if not entries:
+                entries = await bus.stream_read_group(EVENT_STREAM, GROUP, self.worker_id, self.batch, 0.0)
+            if not entries:
+                return
+            await self._dispatch_all(entries, final=True)
 
     async def _next_entries(self, claim_idle: float | None) -> list[StreamEntry]:
         """Entries to dispatch: claimed ones (idle at least ``claim_idle``) when asked, else new ones."""
@@ -228,14 +248,14 @@ class EventSubWorker:
                 continue
             await self._dispatch_all(entries)
 
-    async def _dispatch_all(self, entries: list[StreamEntry]) -> None:
+    async def _dispatch_all(self, entries: list[StreamEntry], final: bool = False) -> None:
         """Dispatch in order and acknowledge what was dispatched, also when cut short: a worker
         that lost the lease or is stopping leaves the rest pending, for the next leader."""
         done: list[str] = []
         self._in_dispatch = True
         try:
             for entry in entries:
-                if not self.leader or self._stopping:
+                if not final and (not self.leader or self._stopping):
                     break
                 await self._dispatch_retrying(entry)
                 done.append(entry.id)
