@@ -138,12 +138,7 @@ async def test_webhook_durable_across_restart(tmp_path: Path) -> None:
     await receiver.start()
     srv = await webhook_server(tmp_path)
     try:
-        alice = await srv.create_user("alice")
-        client_id, _s, app_token, _ = await app_with_tokens(srv, [alice["user_id"]])
-        async with httpx.AsyncClient(base_url=srv.http_url) as c:
-            r = await subscribe_webhook(c, headers(client_id, app_token), alice["user_id"], receiver.url)
-            sub_id = r.json()["data"][0]["id"]
-        await wait_for(lambda: receiver.port and _status(srv, sub_id))
+        alice = await _alice_subscribed_to_online(srv, receiver)
         receiver.up = False
         worker_of(srv).retry_base = 30  # the retry would come long after the restart
         for n in range(3):
@@ -183,12 +178,7 @@ async def test_sigterm_with_the_in_process_bus_dispatches_what_the_stream_holds(
     await receiver.start()
     srv = await webhook_server(tmp_path)
     try:
-        alice = await srv.create_user("alice")
-        client_id, _s, app_token, _ = await app_with_tokens(srv, [alice["user_id"]])
-        async with httpx.AsyncClient(base_url=srv.http_url) as c:
-            r = await subscribe_webhook(c, headers(client_id, app_token), alice["user_id"], receiver.url)
-            sub_id = r.json()["data"][0]["id"]
-        await wait_for(lambda: receiver.port and _status(srv, sub_id))
+        alice = await _alice_subscribed_to_online(srv, receiver)
         receiver.up = False  # nothing is delivered before the stop: all 80 must be in the outbox
         for n in range(80):
             await publish_event(srv.platform.bus, "stream.online", online(alice, n % 60))
@@ -204,6 +194,17 @@ async def test_sigterm_with_the_in_process_bus_dispatches_what_the_stream_holds(
     finally:
         await srv.runner.stop()
         await receiver.stop()
+
+
+async def _alice_subscribed_to_online(srv: Server, receiver: Receiver) -> dict[str, Any]:
+    """A user alice with an enabled stream.online webhook subscription to ``receiver``."""
+    alice = await srv.create_user("alice")
+    client_id, _s, app_token, _ = await app_with_tokens(srv, [alice["user_id"]])
+    async with httpx.AsyncClient(base_url=srv.http_url) as c:
+        r = await subscribe_webhook(c, headers(client_id, app_token), alice["user_id"], receiver.url)
+        sub_id = r.json()["data"][0]["id"]
+    await wait_for(lambda: receiver.port and _status(srv, sub_id))
+    return alice
 
 
 async def _outbox_count(srv: Server, at_least: int) -> bool:
