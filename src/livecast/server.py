@@ -43,13 +43,12 @@ class Service(Protocol):
 
 # (role, "module:factory"); a factory takes the Platform and returns a Service.
 SERVICES: list[tuple[str, str]] = [
-    # first, so it stops last: what the others publish while stopping (stream.offline) is dispatched
-    ("worker", "livecast.api.eventsub.worker:create_service"),
     ("ingest", "livecast.vod.archive:create_service"),  # before media: stops after every stream ended
     ("ingest", "livecast.media.service:create_service"),
     ("ingest", "livecast.ingest.server:create_service"),
     ("ingest", "livecast.delivery.registry:create_service"),  # after media: stops (unregisters) first
     ("chat", "livecast.chat.tcp:create_service"),
+    ("worker", "livecast.api.eventsub.worker:create_service"),
     ("worker", "livecast.subscriptions.worker:create_service"),
     ("worker", "livecast.discovery.worker:create_service"),
     ("worker", "livecast.vod.worker:create_service"),

@@ -199,8 +199,8 @@ class EventSubWorker:
     async def _drain_local(self) -> None:
         """With the in-process bus no other process can take the stream over: what it still
         holds would die with this one, so dispatch it all before stopping (within STOP_WAIT_S).
-        The runner stops this worker after the process's other services, so what they publish
-        while stopping (an ingest's ``stream.offline``) is in the stream by now."""
+        What an ingest publishes while it stops after this worker (``stream.offline``) is not
+        covered: the worker stops before the ingest services."""
         bus = self.platform.bus
         while True:
             entries = await bus.stream_claim(EVENT_STREAM, GROUP, self.worker_id, 0.0, self.batch)
