@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -182,6 +183,8 @@ class _BatchedConn(_BaselineConn):
 
 async def _baseline_server(port_file: str, batched: bool = False) -> None:
     _raise_nofile()
+    # when the load generators go, writes to their closing sockets would log a warning each
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     clients: set[asyncio.Transport] = set()
     conn = _BatchedConn if batched else _BaselineConn
     server = await asyncio.get_running_loop().create_server(lambda: conn(clients), "127.0.0.1", 0,

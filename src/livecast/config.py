@@ -80,6 +80,8 @@ class Settings(BaseModel):
     # Abuse limits (livecast.limits): per client address, loopback exempt unless told otherwise
     chat_max_connections_per_ip: int = Field(default=200, ge=1)  # IRC over TCP and WebSocket together
     chat_login_timeout: float = Field(default=30.0, gt=0)  # seconds from connect to a finished login
+    # Threads writing a big room's pass (chat/sendpool.py); 0: 1 on two cores or fewer, else up to 4
+    chat_send_threads: int = Field(default=0, ge=0, le=64)
     http_max_connections_per_ip: int = Field(default=256, ge=1)
     http_max_body_bytes: int = Field(default=1 << 20, ge=1024)
     http_header_timeout: float = Field(default=30.0, gt=0)  # seconds to send a request's headers

@@ -3,6 +3,7 @@ and the hub, for both transports. Transports supply only ``write``/``close`` (an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -55,6 +56,8 @@ class ChatConnection:
         self.login = ""
         self.variant = 0
         self.sink: Callable[[Any], None] = outlet.sink or self.deliver
+        self.fd: int = getattr(outlet, "fd", -1)
+        self.direct: asyncio.WriteTransport | None = getattr(outlet, "transport", None) if self.fd >= 0 else None
         self.chatter: Chatter | None = None
         self.scopes: tuple[str, ...] = ()
         self.refused_joins = 0

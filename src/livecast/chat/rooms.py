@@ -15,6 +15,8 @@ written ``CHUNK`` members per loop callback: between chunks the loop reads socke
 the next lines through the rules and the bus. Written in one callback, each of the several
 loop turns a line needs on its way in waited for a whole pass, and the room starved its own
 input (``bench/chat.py``, 15,000 connections x 100 msg/s: a third of the lines got through).
+On a host with cores to spare, sender threads write each chunk's plain TCP members in parallel
+(:mod:`livecast.chat.sendpool`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -32,6 +35,7 @@ from typing import Any, Protocol
 from livecast import metrics
 from livecast.bus import Bus
 from livecast.chat import tmi
+from livecast.chat.sendpool import SendPool, auto_threads
 from livecast.chat.service import cache
 from livecast.logs import event
 from livecast.platform import Platform
@@ -102,6 +106,10 @@ class Member(Protocol):
     # The transport's own write, without checks: a room calls it once per member per flush, so
     # this is the hot path of the whole chat server (see Room._write).
     sink: Callable[[Any], None]
+    # A plain TCP member's transport and socket, which sender threads may write to directly
+    # while its transport holds nothing unsent; None and -1 for any other member.
+    direct: asyncio.WriteTransport | None
+    fd: int
 
     def deliver(self, data: bytes | str) -> None:
         """Queue already-encoded lines without blocking; may drop the connection if it is stuck."""
@@ -115,8 +123,9 @@ class Member(Protocol):
 
 
 class Room:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, pool: SendPool | None = None) -> None:
         self.name = name
+        self.pool = pool  # sender threads for big passes (chat/sendpool.py); None: the loop alone
         self.members: set[Member] = set()
         # members by variant, each with its sink: a flush builds one buffer per variant and
         # hands it to every sink of that variant
@@ -148,6 +157,8 @@ class Room:
 
     def add(self, member: Member) -> None:
         self.members.add(member)
+        for sinks in self.sinks.values():  # once in a pass, whatever its variant was before
+            sinks.pop(member, None)
         self.sinks.setdefault(member.variant, {})[member] = member.sink
 
     def remove(self, member: Member) -> None:
@@ -200,15 +211,34 @@ class Room:
         members = self.members
         failed: list[Member] = []
         delivered = 0
+        pool = self.pool
+        direct: list[tuple[Member, asyncio.WriteTransport, bytes]] = []
+        fds: list[tuple[int, bytes]] = []
         for member, sink, data in work[pos:end]:
             if member not in members:  # parted since the pass began
                 continue
+            if pool is not None:
+                t = member.direct
+                if t is not None and type(data) is bytes and not t.get_write_buffer_size() and not t.is_closing():
+                    direct.append((member, t, data))
+                    fds.append((member.fd, data))
+                    continue
             try:
                 sink(data)
             except Exception:  # a transport closed under us (uvloop raises): drop the member
                 failed.append(member)
                 continue
             delivered += 1
+        if pool is not None and fds:
+            delivered += len(fds)
+            for i, written in pool.write(fds):
+                member, t, data = direct[i]
+                try:
+                    # the rest; or, after an error, the whole buffer, so that the transport meets
+                    # the error itself and closes the connection its usual way
+                    t.write(data[written:] if written > 0 else data)
+                except Exception:
+                    failed.append(member)
         metrics.chat_deliveries.inc(delivered * self._pass_lines)
         for member in failed:
             member.shutdown()
@@ -258,6 +288,8 @@ class Hub:
         self._published: set[str] = set()
         self._presence_changed = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        threads = platform.settings.chat_send_threads or auto_threads(os.cpu_count())
+        self.pool = SendPool(threads) if threads > 1 else None
 
     def new_key(self) -> str:
         self._counter += 1
@@ -284,6 +316,8 @@ class Hub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        if self.pool is not None:
+            self.pool.close()  # a pass after this writes on the loop thread alone
         self.platform.state.pop("chat.hub", None)
 
     async def _pump(self, sub: object) -> None:
@@ -345,7 +379,7 @@ class Hub:
     def join(self, channel: str, member: Member) -> None:
         room = self.rooms.get(channel)
         if room is None:
-            room = self.rooms[channel] = Room(channel)
+            room = self.rooms[channel] = Room(channel, self.pool)
         if member in room.members:
             return
         room.add(member)

@@ -35,6 +35,8 @@ class TcpOutlet:
     def __init__(self, transport: asyncio.WriteTransport) -> None:
         self.transport = transport
         self.sink: Callable[[Any], None] | None = transport.write  # rooms hand it bytes only (a TCP client never wants text)
+        sock = transport.get_extra_info("socket")
+        self.fd = sock.fileno() if sock is not None and transport.get_extra_info("sslcontext") is None else -1
 
     def write(self, data: bytes | str) -> None:
         if not self.transport.is_closing():
