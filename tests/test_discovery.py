@@ -268,3 +268,22 @@ async def test_creator_analytics_per_stream_and_day(database: Database) -> None:
         assert days[0]["average_viewers"] == 20.0
         report = await analytics.admin_stats(db, SimpleNamespace(login="Caster", days=7), None)
         assert report["days"] == days and report["streams"][0]["peak_viewers"] == 30
+
+
+async def test_concurrent_reindexes_settle_without_conflicts(database: Database) -> None:
+    """Two app instances (or a sign-up beside the worker's pass) may index the same new rows at
+    once: neither may fail on the other's insert, and the index ends up whole."""
+    import asyncio
+
+    ids = await make_channels(database, [f"racer{i}" for i in range(40)])
+
+    async def one(only: tuple[str, str] | None = None) -> None:
+        async with database.session() as db:
+            await search.reindex(db, only=only)
+
+    await asyncio.gather(one(), one(), one(("channel", ids["racer7"])), one())
+    async with database.session() as db:
+        docs = (await db.execute(select(func.count()).select_from(search.SearchDoc))).scalar_one()
+        assert docs == 40
+        hits, _ = await search.search_channels(db, "racer7")
+        assert hits and hits[0].login == "racer7"

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import String, and_, case, delete, func, insert, literal, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecast.discovery import cursor
@@ -114,7 +116,9 @@ async def reindex(db: AsyncSession, *, only: tuple[str, str] | None = None) -> i
             fresh = [{"kind": kind, "ref_id": r[0], "name": r[1]} for r in rows if r[2] is None]
             stale = [{"doc_id": r[2], "new_name": r[1]} for r in rows if r[2] is not None]
             if fresh:
-                await db.execute(insert(SearchDoc), fresh)
+                # another instance (or a sign-up's own reindex) may be adding the same rows now:
+                # whoever comes second updates the name instead of failing on the unique key
+                await db.execute(_upsert(db, fresh))
             if stale:
                 for item in stale:
                     await db.execute(update(SearchDoc).where(SearchDoc.id == item["doc_id"]).values(name=item["new_name"]))
@@ -139,6 +143,12 @@ async def reindex(db: AsyncSession, *, only: tuple[str, str] | None = None) -> i
             await db.execute(delete(SearchDoc).where(SearchDoc.id.in_(gone_ids)))
             changed += len(gone_ids)
     return changed
+
+
+def _upsert(db: AsyncSession, rows: list[dict[str, Any]]) -> Any:
+    dialect = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = dialect(SearchDoc).values(rows)
+    return stmt.on_conflict_do_update(index_elements=["kind", "ref_id"], set_={"name": stmt.excluded.name})
 
 
 def _match(db: AsyncSession, kind: str, query: str, cap: int) -> Any:
