@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
@@ -191,6 +192,53 @@ async def test_sigterm_with_the_in_process_bus_dispatches_what_the_stream_holds(
         worker_of(srv).wake.set()
         await wait_for(lambda: len({h["Twitch-Eventsub-Message-Id"] for h, _ in receiver.received}) >= 80,
                        timeout=30)
+    finally:
+        await srv.runner.stop()
+        await receiver.stop()
+
+
+async def test_stream_offline_of_a_stop_with_the_in_process_bus_is_delivered_after_restart(tmp_path: Path) -> None:
+    """memory://: stopping while alice is live ends her stream, and the ingest publishes
+    ``stream.offline`` after the EventSub worker has stopped. It still reaches the outbox, and
+    the subscriber gets it from the next start."""
+    from tests.test_ingest_e2e import ffmpeg_publish
+
+    receiver = Receiver()
+    await receiver.start()
+    srv = await webhook_server(tmp_path)
+    publisher = None
+    try:
+        alice = await srv.create_user("alice")
+        client_id, _s, app_token, _ = await app_with_tokens(srv, [alice["user_id"]])
+        async with httpx.AsyncClient(base_url=srv.http_url) as c:
+            r = await subscribe_webhook(c, headers(client_id, app_token), alice["user_id"], receiver.url,
+                                        type_="stream.offline")
+            sub_id = r.json()["data"][0]["id"]
+        await wait_for(lambda: receiver.port and _status(srv, sub_id))
+        publisher = await ffmpeg_publish(srv.rtmp_port, alice["stream_key"], 60, size="320x180")
+
+        async def live() -> bool:
+            async with httpx.AsyncClient(base_url=srv.http_url) as c:
+                r = await c.get("/helix/streams", params={"user_login": "alice"}, headers=headers(client_id, app_token))
+                return bool(r.json()["data"])
+
+        await wait_for(live, timeout=30, interval=0.3)
+    finally:
+        await srv.runner.stop()  # what SIGTERM runs
+        if publisher is not None:
+            with contextlib.suppress(ProcessLookupError):  # gone already when the server closed on it
+                publisher.kill()
+            await publisher.wait()
+
+    def offline_sent() -> bool:
+        return any(h.get("Twitch-Eventsub-Subscription-Type") == "stream.offline" for h, _ in receiver.received)
+
+    srv = await webhook_server(tmp_path)
+    try:
+        worker_of(srv).wake.set()
+        await wait_for(offline_sent, timeout=30)
+        body = next(b for h, b in receiver.received if h.get("Twitch-Eventsub-Subscription-Type") == "stream.offline")
+        assert json.loads(body)["event"]["broadcaster_user_login"] == "alice"
     finally:
         await srv.runner.stop()
         await receiver.stop()

@@ -147,6 +147,13 @@ class Runner:
                 await asyncio.wait_for(service.stop(), timeout=10)
             except Exception:
                 log.exception("error stopping %s", getattr(service, "name", service))
+        for service in self.services:  # what services publish as they stop (EventSub: stream.offline)
+            finish = getattr(service, "after_stop", None)
+            if finish is not None:
+                try:
+                    await asyncio.wait_for(finish(), timeout=10)
+                except Exception:
+                    log.exception("error finishing %s", getattr(service, "name", service))
         if self.http is not None and self.http_task is not None:
             self.http.should_exit = True
             with contextlib.suppress(Exception):

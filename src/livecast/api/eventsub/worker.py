@@ -96,6 +96,7 @@ class EventSubWorker:
         self._lease_wake = asyncio.Event()
         self._took_over = False  # just became leader: claim what the last one left first
         self._stopping = False
+        self._drain_after = False  # set by stop(): after_stop() dispatches what came later
         self._in_dispatch = False  # between reading entries and acknowledging them
         self._lease_lock = asyncio.Lock()  # a renewal's stale read must not undo a takeover
 
@@ -173,7 +174,8 @@ class EventSubWorker:
                 consume.cancel()
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(consume), STOP_WAIT_S)
-        if was_leader and isinstance(self.platform.bus, MemoryBus):
+        self._drain_after = was_leader and isinstance(self.platform.bus, MemoryBus)
+        if self._drain_after:
             try:
                 await asyncio.wait_for(self._drain_local(), STOP_WAIT_S)
             except Exception:  # a database outage outlasting the stop: what is left is lost with us
@@ -196,11 +198,20 @@ class EventSubWorker:
         if self.client is not None:
             await self.client.aclose()
 
+    async def after_stop(self) -> None:
+        """Called once every service of this process has stopped: with the in-process bus,
+        dispatch what the services stopping after this worker published (an ingest's
+        ``stream.offline`` for each stream it ended) into the outbox, for the next start."""
+        if self._drain_after:
+            try:
+                await asyncio.wait_for(self._drain_local(), STOP_WAIT_S)
+            except Exception:
+                log.warning("eventsub: stopped with events still undispatched (in-process bus)")
+
     async def _drain_local(self) -> None:
         """With the in-process bus no other process can take the stream over: what it still
-        holds would die with this one, so dispatch it all before stopping (within STOP_WAIT_S).
-        What an ingest publishes while it stops after this worker (``stream.offline``) is not
-        covered: the worker stops before the ingest services."""
+        holds would die with this one, so dispatch it all before stopping (within STOP_WAIT_S),
+        and again in :meth:`after_stop`."""
         bus = self.platform.bus
         while True:
             entries = await bus.stream_claim(EVENT_STREAM, GROUP, self.worker_id, 0.0, self.batch)
