@@ -201,14 +201,17 @@ class VideoArchive:
         return None
 
     # Uploading --------------------------------------------------------------------------------
+    async def _work_or_end(self, queue: deque[Upload], wakeup: asyncio.Event) -> bool:
+        """Wait until ``queue`` holds work (True), or the recording has ended with it empty."""
+        while not queue:
+            if self.ended:
+                return False
+            wakeup.clear()
+            await wakeup.wait()
+        return True
+
     async def _upload_all(self) -> None:
-        while True:
-            if not self.queue:
-                if self.ended:
-                    return
-                self.wakeup.clear()
-                await self.wakeup.wait()
-                continue
+        while await self._work_or_end(self.queue, self.wakeup):
             item = self.queue[0]
             self.uploading = True
             try:
@@ -440,13 +443,7 @@ class Recording(VideoArchive):
         """Write each queued segment to the spool, in a thread, then drop it from memory."""
         spool = self.archiver.spool
         assert spool is not None
-        while True:
-            if not self.to_spool:
-                if self.ended:
-                    return
-                self.spool_wakeup.clear()
-                await self.spool_wakeup.wait()
-                continue
+        while await self._work_or_end(self.to_spool, self.spool_wakeup):
             item = self.to_spool.popleft()
             if item.done or item.gap or item.data is None:
                 continue  # stored already (storage was quicker than the disk), or given up
