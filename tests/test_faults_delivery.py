@@ -31,18 +31,20 @@ from livecast import metrics
 from livecast.api.eventsub import websocket as eventsub_ws
 from livecast.api.eventsub.models import EventSubMessage
 from livecast.bus import publish_event
-from livecast.ingest.pipeline import StreamInfo
-from livecast.media.flvsource import FlvTagReader
-from livecast.media.service import MediaService
 from livecast.vod import archive
-from livecast.vod.archive import Archiver
-from livecast.vod.models import Video, VodSegment
+from tests.archive_support import (
+    QUEUE,
+    SECONDS,
+    finish_after_the_fault,
+    only_video,
+    source_rows,
+    start_archiving,
+)
 from tests.conftest import start_server, wait_for
 from tests.helix_support import Receiver, app_with_tokens, headers
 from tests.test_eventsub import _status, online, subscribe_webhook, webhook_server
 from tests.test_faults import TcpProxy, _playlist_segments, _run, pg_proxy  # noqa: F401  (pytest fixture)
 from tests.test_ingest_e2e import ffmpeg_publish
-from tests.test_vod_storage import QUEUE, SECONDS, feed
 from tests.vod_support import make_flv
 
 
@@ -288,29 +290,12 @@ async def test_disk_full_while_live_and_archiving(tmp_path: Path, cbr_flv: bytes
     with small_disk(tmp_path / "disk") as disk:
         server = await start_server(disk, archive_queue_bytes=QUEUE)
         try:
-            user = await server.create_user("fullness")
-            media = server.platform.state["media"]
-            archiver = server.platform.state["vod.archiver"]
-            assert isinstance(media, MediaService) and isinstance(archiver, Archiver)
-            info = StreamInfo(stream_id="s-full", user_id=user["user_id"], login="fullness", broadcaster_type="")
-            session = await media.open_stream(info)
-            reader = FlvTagReader()
-            tags = reader.feed(cbr_flv)
-            assert reader.header is not None
-            session.feed(reader.header)
-
-            async def stored() -> list[VodSegment]:
-                async with server.platform.db.session() as db:
-                    return list((await db.execute(select(VodSegment).where(VodSegment.rendition == "source")
-                                                  .order_by(VodSegment.seq))).scalars().all())
-
-            feed(session, tags, 0, 4)
-            await wait_for(stored, 20)  # the first segment is archived
+            channel = await start_archiving(server, "fullness", cbr_flv)
+            user, archiver = channel.user, channel.archiver
             failures = _errors("vod_archive")
             filler = fill(disk)
-            feed(session, tags, 4, 10)
-            live = media.stream("fullness")
-            assert live is not None
+            channel.feed(4, 10)
+            live = channel.live()
             await wait_for(lambda: live.segmenters["source"].next_msn >= 5, 20)
             rec = next(iter(archiver.recordings))
             await wait_for(lambda: rec.gaps >= 1, 20)  # the queue overflowed while nothing could be written
@@ -332,22 +317,8 @@ async def test_disk_full_while_live_and_archiving(tmp_path: Path, cbr_flv: bytes
                     return r.status_code == 204
 
                 await wait_for(written, 20, 0.2)
-            await wait_for(lambda: not rec.queue, 30)
-            for second in range(10, int(SECONDS) + 1, 2):
-                feed(session, tags, second, second + 2)
-                if second < SECONDS:
-                    opened = second // 2 + 1
-                    await wait_for(lambda: live.segmenters["source"].next_msn >= opened, 20)  # noqa: B023
-                await wait_for(lambda: not rec.queue, 30)
-            await session.close()
-
-            async def ready() -> Video | None:
-                async with server.platform.db.session() as db:
-                    v = (await db.execute(select(Video).where(Video.user_id == user["user_id"]))).scalars().first()
-                return v if v is not None and v.status == "ready" else None
-
-            video = await wait_for(ready, 60)
-            rows = await stored()
+            video = await finish_after_the_fault(channel, rec)
+            rows = await source_rows(server)
             assert [r.seq for r in rows] == list(range(live.segmenters["source"].next_msn))
             gaps = [r for r in rows if r.status == "gap"]
             assert gaps and video.gap_seconds == pytest.approx(sum(r.duration for r in gaps))
@@ -564,27 +535,10 @@ async def test_shutdown_with_storage_full_records_the_rest_as_gaps(
                                     archive_spool_bytes=0)
         stopped = False
         try:
-            user = await server.create_user("stopper")
-            media = server.platform.state["media"]
-            assert isinstance(media, MediaService)
-            info = StreamInfo(stream_id="s-stop", user_id=user["user_id"], login="stopper", broadcaster_type="")
-            session = await media.open_stream(info)
-            reader = FlvTagReader()
-            tags = reader.feed(cbr_flv)
-            assert reader.header is not None
-            session.feed(reader.header)
-
-            async def rows() -> list[VodSegment]:
-                async with server.platform.db.session() as db:
-                    return list((await db.execute(select(VodSegment).where(VodSegment.rendition == "source")
-                                                  .order_by(VodSegment.seq))).scalars().all())
-
-            feed(session, tags, 0, 4)
-            await wait_for(rows, 20)
+            channel = await start_archiving(server, "stopper", cbr_flv)
             fill(disk)
-            feed(session, tags, 4, 8)
-            live = media.stream("stopper")
-            assert live is not None
+            channel.feed(4, 8)
+            live = channel.live()
             await wait_for(lambda: live.segmenters["source"].next_msn >= 3, 20)
             await server.runner.stop()  # what SIGTERM runs
             stopped = True
@@ -595,10 +549,8 @@ async def test_shutdown_with_storage_full_records_the_rest_as_gaps(
     # The database is on another disk: read it back with a fresh process's view.
     server = await start_server(tmp_path)
     try:
-        async with server.platform.db.session() as db:
-            video = (await db.execute(select(Video))).scalars().one()
-            segs = list((await db.execute(select(VodSegment).where(VodSegment.rendition == "source")
-                                          .order_by(VodSegment.seq))).scalars().all())
+        video = await only_video(server)
+        segs = await source_rows(server)
         assert video.status == "ready"
         assert [s.seq for s in segs] == list(range(len(segs))) and len(segs) >= produced - 1
         gaps = [s for s in segs if s.status == "gap"]

@@ -22,19 +22,14 @@ import m3u8
 import pytest
 from sqlalchemy import select
 
-from livecast.ingest.pipeline import StreamInfo
-from livecast.media.flvsource import FlvTagReader, Tag
-from livecast.media.service import MediaService, StreamSession
 from livecast.vod import stats
 from livecast.vod.archive import Archiver, Resumed
 from livecast.vod.models import Video, VodSegment
 from livecast.vod.spool import SPOOL_DIR, Spool, SpooledSegment
+from tests.archive_support import QUEUE, SECONDS, finish_after_the_fault, only_video, start_archiving
 from tests.conftest import Server, start_server, wait_for
 from tests.test_storage import s3_endpoint  # noqa: F401  (the session's moto server)
 from tests.vod_support import frame_numbers, make_flv, probe
-
-SECONDS = 16.0
-QUEUE = 1024 * 1024  # the smallest archive queue: about a segment and a half of this source
 
 
 @dataclass
@@ -120,40 +115,16 @@ def cbr_flv(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return make_flv(tmp_path_factory.mktemp("flv") / "cbr.flv", SECONDS, bitrate="3M")
 
 
-def feed(session: StreamSession, tags: list[Tag], start: float, stop: float) -> None:
-    """A burst of the source's tags in [start, stop) seconds (faster than real time)."""
-    for tag in tags:
-        if start <= tag.timestamp / 1000 < stop:
-            session.feed(tag.raw)
-
-
 async def test_archive_survives_storage_outage(backend: Backend, cbr_flv: bytes, tmp_path: Path) -> None:
     # the spool as small as the memory queue, so that the outage outlasts it
     server: Server = await start_server(tmp_path, storage_url=backend.url, archive_queue_bytes=QUEUE,
                                         archive_spool_bytes=QUEUE)
     try:
-        user = await server.create_user("archivist")
-        media = server.platform.state["media"]
-        archiver = server.platform.state["vod.archiver"]
-        assert isinstance(media, MediaService) and isinstance(archiver, Archiver)
-        info = StreamInfo(stream_id="s-archivist", user_id=user["user_id"], login="archivist", broadcaster_type="")
-        session = await media.open_stream(info)
-        reader = FlvTagReader()
-        tags = reader.feed(cbr_flv)
-        assert reader.header is not None
-        session.feed(reader.header)
-
-        async def stored_seconds() -> float:
-            async with server.platform.db.session() as db:
-                rows = (await db.execute(select(VodSegment).where(VodSegment.rendition == "source"))).scalars().all()
-            return sum(r.duration for r in rows)
-
-        feed(session, tags, 0, 4)
-        await wait_for(lambda: stored_seconds(), 20)  # the first segment is archived
+        channel = await start_archiving(server, "archivist", cbr_flv)
+        user, archiver = channel.user, channel.archiver
         await backend.down()
-        feed(session, tags, 4, 10)
-        live = media.stream("archivist")
-        assert live is not None
+        channel.feed(4, 10)
+        live = channel.live()
         # the live stream goes on while storage is down: the origin serves new segments
         await wait_for(lambda: live.segmenters["source"].next_msn >= 5, 20)
         async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
@@ -163,21 +134,7 @@ async def test_archive_survives_storage_outage(backend: Backend, cbr_flv: bytes,
         await wait_for(lambda: rec.gaps >= 1, 20)  # the spool overflowed: the oldest waiting segment is a gap
         assert archiver.pending_bytes <= QUEUE and archiver.spool_bytes <= QUEUE
         await backend.up()
-        await wait_for(lambda: not rec.queue, 30)  # what the queue held is stored now
-        for second in range(10, int(SECONDS) + 1, 2):  # the rest one segment at a time, as a live source would
-            feed(session, tags, second, second + 2)
-            if second < SECONDS:
-                opened = second // 2 + 1  # the segment that starts at ``second`` exists
-                await wait_for(lambda: live.segmenters["source"].next_msn >= opened, 20)  # noqa: B023
-            await wait_for(lambda: not rec.queue, 30)
-        await session.close()
-
-        async def ready() -> Video | None:
-            async with server.platform.db.session() as db:
-                v = (await db.execute(select(Video).where(Video.user_id == user["user_id"]))).scalars().first()
-            return v if v is not None and v.status == "ready" else None
-
-        video = await wait_for(ready, 60)
+        video = await finish_after_the_fault(channel, rec)
         async with server.platform.db.session() as db:
             rows = (await db.execute(select(VodSegment).where(VodSegment.video_id == video.id,
                                                               VodSegment.rendition == "source")
@@ -232,11 +189,6 @@ async def _video_rows(server: Server, video_id: str) -> dict[str, list[VodSegmen
     return by
 
 
-async def _only_video(server: Server) -> Video:
-    async with server.platform.db.session() as db:
-        return (await db.execute(select(Video))).scalars().one()
-
-
 async def test_stop_during_storage_outage_keeps_the_spool_and_the_next_start_finishes(
         backend: Backend, cbr_flv: bytes, tmp_path: Path) -> None:
     """SIGTERM's shutdown while storage is down: the segments storage has not taken stay in the
@@ -247,28 +199,11 @@ async def test_stop_during_storage_outage_keeps_the_spool_and_the_next_start_fin
     server = await start_server(tmp_path, storage_url=backend.url)
     stopped = False
     try:
-        user = await server.create_user("spooler")
-        media = server.platform.state["media"]
-        archiver = server.platform.state["vod.archiver"]
-        assert isinstance(media, MediaService) and isinstance(archiver, Archiver)
-        info = StreamInfo(stream_id="s-spooler", user_id=user["user_id"], login="spooler", broadcaster_type="")
-        session = await media.open_stream(info)
-        reader = FlvTagReader()
-        tags = reader.feed(cbr_flv)
-        assert reader.header is not None
-        session.feed(reader.header)
-
-        async def stored_seconds() -> float:
-            async with server.platform.db.session() as db:
-                rows = (await db.execute(select(VodSegment).where(VodSegment.rendition == "source"))).scalars().all()
-            return sum(r.duration for r in rows)
-
-        feed(session, tags, 0, 4)
-        await wait_for(stored_seconds, 20)
+        channel = await start_archiving(server, "spooler", cbr_flv)
+        archiver = channel.archiver
         await backend.down()
-        feed(session, tags, 4, 12)
-        live = media.stream("spooler")
-        assert live is not None
+        channel.feed(4, 12)
+        live = channel.live()
         await wait_for(lambda: live.segmenters["source"].next_msn >= 6, 20)
         rec = next(iter(archiver.recordings))
         video_id = rec.video_id
@@ -294,7 +229,7 @@ async def test_stop_during_storage_outage_keeps_the_spool_and_the_next_start_fin
         archiver = server.platform.state["vod.archiver"]
         assert isinstance(archiver, Archiver)
         await wait_for(lambda: archiver.resumed and archiver.outage_since, 10)
-        video = await _only_video(server)
+        video = await only_video(server)
         assert video.status == "processing" and video.gap_seconds == 0
         assert all(r.status == "stored" for rows in (await _video_rows(server, video_id)).values() for r in rows)
         assert sorted(p.name for p in (spool_root / video_id).glob("source.*.json")) == spooled
@@ -304,7 +239,7 @@ async def test_stop_during_storage_outage_keeps_the_spool_and_the_next_start_fin
         await backend.up()
 
         async def ready() -> Video | None:
-            v = await _only_video(server)
+            v = await only_video(server)
             return v if v.status == "ready" else None
 
         video = await wait_for(ready, 30)
