@@ -269,3 +269,13 @@ async def test_widget_stream_carries_live_events(server: Server) -> None:
                     break
         queue = await http.get("/api/community/streamer/manage/queue")
         assert queue.status_code == 200 and queue.json()["queue"] == []
+
+
+async def test_widgets_refuse_an_unknown_channel(server: Server) -> None:
+    """The channel page's reads answer a login nobody has with the JSON 404, signed in or not."""
+    refusal = {"error": "not_found", "status": 404, "message": "No such channel"}
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as http:
+        for path in ("/api/community/nobody_here", "/api/community/nobody_here/me",
+                     "/api/community/nobody_here/events"):
+            response = await http.get(path)
+            assert response.status_code == 404 and response.json() == refusal, path

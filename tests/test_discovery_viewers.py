@@ -240,6 +240,35 @@ async def test_go_live_notifications_and_recommendations_endpoints(server: Serve
         assert (await db.execute(select(Stream.id))).scalars().all() == [stream_id]
 
 
+async def test_signed_in_endpoints_refuse_visitors_stale_tokens_and_foreign_cursors(server: Server) -> None:
+    """Each read keeps its own 401 message; a change needs the session and its X-CSRF-Token (401, then
+    403, before the body is looked at); a cursor we did not issue is a 400 on both paged reads."""
+    fan = await server.create_user("pager")
+    cookies, csrf = await _signed_in(server, fan["user_id"])
+    async with httpx.AsyncClient(base_url=server.http_url, cookies=cookies) as web, \
+            httpx.AsyncClient(base_url=server.http_url) as anon:
+        for method, path, message in (("GET", "/api/notifications", "Sign in to see notifications"),
+                                      ("GET", "/api/following/live", "Sign in first"),
+                                      ("POST", "/api/notifications/read", "Sign in first"),
+                                      ("PUT", "/api/notifications/preferences/pager", "Sign in first")):
+            r = await anon.request(method, path, json={"enabled": True})
+            assert (r.status_code, r.json()["message"]) == (401, message), path
+        for method, path in (("POST", "/api/notifications/read"), ("PUT", "/api/notifications/preferences/pager")):
+            r = await web.request(method, path, json={"enabled": True}, headers={"X-CSRF-Token": "stale"})
+            assert (r.status_code, r.json()["message"]) == (403, "Missing or wrong X-CSRF-Token header"), path
+        for path in ("/api/notifications", "/api/following/live"):
+            r = await web.get(path, params={"after": "garbage"})
+            assert (r.status_code, r.json()["message"]) == (400, "The parameter \"after\" was malformed"), path
+        r = await web.post("/api/notifications/read", content=b"{nope", headers={"X-CSRF-Token": csrf})
+        assert r.json() == {"marked": 0}  # a body that is not JSON marks everything read
+        r = await web.put("/api/notifications/preferences/pager", content=b"[]", headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 400
+        r = await web.put("/api/notifications/preferences/nobody_here", json={"enabled": True},
+                          headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 404
+        assert (await web.get("/api/following/live")).json() == {"data": [], "pagination": {}}
+
+
 async def test_real_publisher_going_live_notifies_followers_and_counts_viewers(server: Server) -> None:
     """ffmpeg publishes over RTMP; the follower's feed shows it and a player's heartbeats count."""
     caster = await server.create_user("realcaster")

@@ -273,6 +273,22 @@ async def test_pages_on_postgres(pg_server: Server) -> None:
         assert (await http.get("/pg_star")).status_code == 200
 
 
+async def test_dashboard_forms_refuse_a_visitor_and_a_stale_token(server: Server) -> None:
+    """Every form posts behind the same two checks: a signed-out visitor is sent to sign in, and a
+    post without the session's CSRF token gets the dashboard back with a 403; none answers a GET."""
+    me = await server.create_user("formcheck")
+    cookie, _ = await signed_in(server, me["user_id"])
+    forms = ("/dashboard/stream-key", "/dashboard/channel", "/dashboard/chat/settings", "/dashboard/chat/role",
+             "/dashboard/chat/ban", "/dashboard/chat/terms")
+    async with client(server) as anon, client(server, cookie) as http:
+        for path in forms:
+            visitor = await anon.post(path, data={"csrf": "x", "confirm": "reset"})
+            assert visitor.status_code == 303 and visitor.headers["location"] == "/login?next=/dashboard", path
+            stale = await http.post(path, data={"csrf": "stale", "confirm": "reset", "login": "someone"})
+            assert stale.status_code == 403 and "Your session expired; reload and retry." in stale.text, path
+            assert (await http.get(path)).status_code == 405, path
+
+
 async def test_dashboard_chat_moderation_panels(server: Server) -> None:
     from livecast.chat import service as chat
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -61,6 +61,21 @@ async def _signed_in(request: Request, doc: dict[str, Any]) -> User:
 
 def _refusal(exc: CommunityError) -> Response:
     return JSONResponse({"error": exc.code, "status": exc.status, "message": exc.message}, status_code=exc.status)
+
+
+ViewerRead = Callable[[Platform, User, User | None], Awaitable[dict[str, Any]]]
+"""One of the widgets' reads (:func:`state`, :func:`mine`): a channel and its viewer, or None when signed out."""
+
+
+async def _viewer_doc(platform: Platform, login: str, request: Request, read: ViewerRead) -> Response:
+    """*read* for the channel in the URL and the session's viewer, or the JSON refusal of an unknown channel."""
+    from livecast.web.session import current_user
+
+    try:
+        channel = await _channel(platform, login)
+    except CommunityError as exc:
+        return _refusal(exc)
+    return JSONResponse(await read(platform, channel, await current_user(request)))
 
 
 def _int(doc: dict[str, Any], name: str, default: int | None = None) -> int:
@@ -192,19 +207,11 @@ def install(app: FastAPI, platform: Platform) -> None:
 
     @app.get("/api/community/{login}", include_in_schema=False)
     async def community_state(login: str, request: Request) -> Response:
-        try:
-            channel = await _channel(platform, login)
-        except CommunityError as exc:
-            return _refusal(exc)
-        return JSONResponse(await state(platform, channel, await current_user(request)))
+        return await _viewer_doc(platform, login, request, state)
 
     @app.get("/api/community/{login}/me", include_in_schema=False)
     async def community_mine(login: str, request: Request) -> Response:
-        try:
-            channel = await _channel(platform, login)
-        except CommunityError as exc:
-            return _refusal(exc)
-        return JSONResponse(await mine(platform, channel, await current_user(request)))
+        return await _viewer_doc(platform, login, request, mine)
 
     @app.get("/api/community/{login}/events", include_in_schema=False)
     async def community_events(login: str, request: Request) -> Response:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecast import metrics
 from livecast.app import error_response
@@ -27,6 +29,8 @@ from livecast.web.session import check_csrf, current_user
 VIEWER_COOKIE = "livecast_viewer"
 TOKENS_PER_MINUTE = 20  # per client address: enough for tabs and reloads, not for a farm
 HEARTBEAT_INTERVAL = 30
+
+T = TypeVar("T")
 
 
 def _client(request: Request) -> str:
@@ -55,6 +59,31 @@ def _language(request: Request, explicit: str | None) -> str | None:
     header = request.headers.get("accept-language", "")
     first = header.split(",", 1)[0].split(";", 1)[0].strip()
     return first.split("-", 1)[0].lower()[:8] or None
+
+
+async def _signed_in_page(
+    request: Request, platform: Platform, refusal: str, read: Callable[[AsyncSession, User], Awaitable[T]]
+) -> T | Response:
+    """*read*'s page for the signed-in user, or the 401 (*refusal*) or the 400 for an ``after`` cursor we did not issue."""
+    user = await current_user(request)
+    if user is None:
+        return error_response(401, refusal)
+    try:
+        async with platform.db.session() as db:
+            return await read(db, user)
+    except cursor.InvalidCursor:
+        return error_response(400, "The parameter \"after\" was malformed")
+
+
+async def _signed_in_body(request: Request) -> tuple[User, dict[str, Any] | None] | Response:
+    """The signed-in user of a change and the JSON body (None when it is not an object), or the
+    401 or 403 that refuses the change: it needs the session and its token in ``X-CSRF-Token``."""
+    user = await current_user(request)
+    if user is None:
+        return error_response(401, "Sign in first")
+    if not await check_csrf(request, request.headers.get("x-csrf-token", "")):
+        return error_response(403, "Missing or wrong X-CSRF-Token header")
+    return user, await _json_body(request)
 
 
 def install(app: FastAPI, platform: Platform) -> None:
@@ -118,14 +147,11 @@ def install(app: FastAPI, platform: Platform) -> None:
     async def notification_feed(
         request: Request, first: int = Query(default=20, ge=1, le=100), after: str | None = Query(default=None)
     ) -> Response:
-        user = await current_user(request)
-        if user is None:
-            return error_response(401, "Sign in to see notifications")
-        try:
-            async with platform.db.session() as db:
-                items, unread, next_cursor = await notifications.feed(db, user.id, first=first, after=after)
-        except cursor.InvalidCursor:
-            return error_response(400, "The parameter \"after\" was malformed")
+        found = await _signed_in_page(request, platform, "Sign in to see notifications",
+                                      lambda db, user: notifications.feed(db, user.id, first=first, after=after))
+        if isinstance(found, Response):
+            return found
+        items, unread, next_cursor = found
         data = [
             {"id": str(i.id), "type": i.kind, "channel_id": i.channel_id, "channel_login": i.channel_login,
              "channel_name": i.channel_name, "stream_id": i.stream_id, "read": i.read,
@@ -137,12 +163,10 @@ def install(app: FastAPI, platform: Platform) -> None:
 
     @app.post("/api/notifications/read")
     async def notifications_read(request: Request) -> Response:
-        user = await current_user(request)
-        if user is None:
-            return error_response(401, "Sign in first")
-        if not await check_csrf(request, request.headers.get("x-csrf-token", "")):
-            return error_response(403, "Missing or wrong X-CSRF-Token header")
-        body = await _json_body(request)
+        checked = await _signed_in_body(request)
+        if isinstance(checked, Response):
+            return checked
+        user, body = checked
         up_to = body.get("up_to") if body else None
         if up_to is not None and not (isinstance(up_to, int) and not isinstance(up_to, bool)):
             return error_response(400, "up_to must be a notification id (integer)")
@@ -152,12 +176,10 @@ def install(app: FastAPI, platform: Platform) -> None:
 
     @app.put("/api/notifications/preferences/{login}")
     async def notification_preference(login: str, request: Request) -> Response:
-        user = await current_user(request)
-        if user is None:
-            return error_response(401, "Sign in first")
-        if not await check_csrf(request, request.headers.get("x-csrf-token", "")):
-            return error_response(403, "Missing or wrong X-CSRF-Token header")
-        body = await _json_body(request)
+        checked = await _signed_in_body(request)
+        if isinstance(checked, Response):
+            return checked
+        user, body = checked
         enabled = body.get("enabled") if body else None
         if not isinstance(enabled, bool):
             return error_response(400, "Body must be JSON: {\"enabled\": true|false}")
@@ -191,14 +213,11 @@ def install(app: FastAPI, platform: Platform) -> None:
     async def following_live(
         request: Request, first: int = Query(default=20, ge=1, le=100), after: str | None = Query(default=None)
     ) -> Response:
-        user = await current_user(request)
-        if user is None:
-            return error_response(401, "Sign in first")
-        try:
-            async with platform.db.session() as db:
-                rows, next_cursor = await browse.followed_live(db, user.id, first=first, after=after)
-        except cursor.InvalidCursor:
-            return error_response(400, "The parameter \"after\" was malformed")
+        found = await _signed_in_page(request, platform, "Sign in first",
+                                      lambda db, user: browse.followed_live(db, user.id, first=first, after=after))
+        if isinstance(found, Response):
+            return found
+        rows, next_cursor = found
         data = [
             {"id": r.stream.id, "user_id": r.stream.user_id, "user_login": r.login, "user_name": r.display_name,
              "game_id": r.stream.category_id, "game_name": r.stream.category_name, "title": r.stream.title,

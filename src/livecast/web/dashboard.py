@@ -9,6 +9,7 @@ same change made from chat or Helix would, so every chat node hears about it on 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,9 @@ FOLLOWER_CHOICES = [(-1, "Off"), (0, "Any follower"), (10, "10 minutes"), (30, "
 AUTOMOD_LEVELS = ["Off", "Less filtering", "Some filtering", "More filtering", "Maximum filtering"]
 SIGN_IN = "/login?next=/dashboard"
 
+FormHandler = Callable[[Request, User, FormData], Awaitable[Response]]
+"""A dashboard form's handler, called with the signed-in user and the form once the CSRF token checked out."""
+
 
 @dataclass(frozen=True)
 class Person:
@@ -66,12 +70,8 @@ def install(app: FastAPI, platform: Platform) -> None:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @app.post("/dashboard/stream-key", response_class=HTMLResponse, include_in_schema=False)
-    async def reset_key(request: Request) -> Response:
-        checked = await _checked_form(request, platform)
-        if isinstance(checked, Response):
-            return checked
-        viewer, form = checked
+    @_form_route(app, platform, "/dashboard/stream-key")
+    async def reset_key(request: Request, viewer: User, form: FormData) -> Response:
         if form.get("confirm") != "reset":
             return await _dashboard(request, platform, error="Tick the box to confirm the reset.", status=400)
         async with platform.db.session() as db:
@@ -79,12 +79,8 @@ def install(app: FastAPI, platform: Platform) -> None:
         return await _dashboard(request, platform, new_key=key,
                                 notice="New stream key created. Copy it now: it will not be shown again.")
 
-    @app.post("/dashboard/channel", response_class=HTMLResponse, include_in_schema=False)
-    async def edit_channel(request: Request) -> Response:
-        checked = await _checked_form(request, platform)
-        if isinstance(checked, Response):
-            return checked
-        viewer, form = checked
+    @_form_route(app, platform, "/dashboard/channel")
+    async def edit_channel(request: Request, viewer: User, form: FormData) -> Response:
         title = str(form.get("title", "")).strip()
         category_name = str(form.get("category", "")).strip()
         language = str(form.get("language", "en")).strip() or "en"
@@ -106,12 +102,8 @@ def install(app: FastAPI, platform: Platform) -> None:
                 stream.language, stream.tags = language, tags
         return await _dashboard(request, platform, notice="Stream info saved.")
 
-    @app.post("/dashboard/chat/settings", response_class=HTMLResponse, include_in_schema=False)
-    async def chat_settings(request: Request) -> Response:
-        checked = await _checked_form(request, platform)
-        if isinstance(checked, Response):
-            return checked
-        viewer, form = checked
+    @_form_route(app, platform, "/dashboard/chat/settings")
+    async def chat_settings(request: Request, viewer: User, form: FormData) -> Response:
         try:
             changes = {
                 "slow_seconds": int(str(form.get("slow_seconds", "0"))),
@@ -126,13 +118,9 @@ def install(app: FastAPI, platform: Platform) -> None:
         return await _chat_action(request, platform, "Chat settings saved.",
                                   chat.update_settings(platform, viewer.login, Chatter.from_user(viewer), **changes))
 
-    @app.post("/dashboard/chat/role", response_class=HTMLResponse, include_in_schema=False)
-    async def chat_role(request: Request) -> Response:
-        checked = await _checked_form(request, platform)
-        if isinstance(checked, Response):
-            return checked
-        viewer, form = checked
-        login = str(form.get("login", "")).strip().lstrip("@").lower()[:25]
+    @_form_route(app, platform, "/dashboard/chat/role")
+    async def chat_role(request: Request, viewer: User, form: FormData) -> Response:
+        login = _login_field(form)
         role, action = form.get("role"), form.get("action")
         actor = Chatter.from_user(viewer)
         calls = {
@@ -146,13 +134,9 @@ def install(app: FastAPI, platform: Platform) -> None:
         return await _chat_action(request, platform, f"{login} {verb} {'VIP' if role == 'vip' else role}.",
                                   call(platform, viewer.login, actor, login))
 
-    @app.post("/dashboard/chat/ban", response_class=HTMLResponse, include_in_schema=False)
-    async def chat_ban(request: Request) -> Response:
-        checked = await _checked_form(request, platform)
-        if isinstance(checked, Response):
-            return checked
-        viewer, form = checked
-        login = str(form.get("login", "")).strip().lstrip("@").lower()[:25]
+    @_form_route(app, platform, "/dashboard/chat/ban")
+    async def chat_ban(request: Request, viewer: User, form: FormData) -> Response:
+        login = _login_field(form)
         if not login:
             return await _dashboard(request, platform, error="Name a user to ban or unban.", status=400)
         actor = Chatter.from_user(viewer)
@@ -163,12 +147,8 @@ def install(app: FastAPI, platform: Platform) -> None:
         return await _chat_action(request, platform, f"{login} is banned.",
                                   chat.ban_user(platform, viewer.login, actor, login, reason=reason))
 
-    @app.post("/dashboard/chat/terms", response_class=HTMLResponse, include_in_schema=False)
-    async def chat_terms(request: Request) -> Response:
-        checked = await _checked_form(request, platform)
-        if isinstance(checked, Response):
-            return checked
-        viewer, form = checked
+    @_form_route(app, platform, "/dashboard/chat/terms")
+    async def chat_terms(request: Request, viewer: User, form: FormData) -> Response:
         actor = Chatter.from_user(viewer)
         if form.get("action") == "remove":
             return await _chat_action(request, platform, "Blocked term removed.",
@@ -177,6 +157,24 @@ def install(app: FastAPI, platform: Platform) -> None:
         text = str(form.get("text", "")).strip()
         return await _chat_action(request, platform, "Blocked term added.",
                                   chat.add_blocked_term(platform, viewer.login, actor, text))
+
+
+def _form_route(app: FastAPI, platform: Platform, path: str) -> Callable[[FormHandler], FormHandler]:
+    """Registers a dashboard form's POST handler behind :func:`_checked_form`, so that every form
+    refuses a signed-out visitor or a stale CSRF token the same way and none can forget to."""
+
+    def register(handler: FormHandler) -> FormHandler:
+        async def endpoint(request: Request) -> Response:
+            checked = await _checked_form(request, platform)
+            if isinstance(checked, Response):
+                return checked
+            return await handler(request, *checked)
+
+        app.add_api_route(path, endpoint, methods=["POST"], response_class=HTMLResponse, include_in_schema=False,
+                          name=handler.__name__)
+        return handler
+
+    return register
 
 
 async def _checked_form(request: Request, platform: Platform) -> tuple[User, FormData] | Response:
@@ -188,6 +186,11 @@ async def _checked_form(request: Request, platform: Platform) -> tuple[User, For
     if not await check_csrf(request, str(form.get("csrf", ""))):
         return await _dashboard(request, platform, error="Your session expired; reload and retry.", status=403)
     return viewer, form
+
+
+def _login_field(form: FormData) -> str:
+    """The form's ``login`` as chat knows it: typed with or without ``@``, in any case."""
+    return str(form.get("login", "")).strip().lstrip("@").lower()[:25]
 
 
 async def _chat_action(request: Request, platform: Platform, notice: str, action: Any) -> Response:
