@@ -1,21 +1,23 @@
-"""Fan-out: every node's rooms, fed from the bus, writing each batch of lines once per room.
+"""Fan-out: every node's rooms, fed from the bus, writing the lines each connection has not had.
 
-A room gathers the lines that arrive within one short tick and writes them as one buffer. The
-buffer is built once per *variant* (which capabilities a client asked for, and whether it is a
-WebSocket needing text) and the same object is handed to every connection of that variant, so
-the cost per delivery is one ``write`` call. A connection that does not read is cut off when its
-buffer passes a bound (metric ``chat_slow_disconnects``), so a stalled client costs a bounded
-amount of memory and never delays the room: under a storm, lines wait for the next tick instead.
+A room keeps its recent lines and its members in *chunks* of up to ``CHUNK`` members of one
+*variant* (which capabilities a client asked for, and whether it is a WebSocket needing text).
+A chunk remembers the first line it has not had; writing it builds one buffer of the lines
+since then and hands the same object to every member, so the cost per delivery is one
+``write`` call. A connection that does not read is cut off when its buffer passes a bound
+(metric ``chat_slow_disconnects``), so a stalled client costs a bounded amount of memory and
+never delays the room: under a storm, lines wait for the next round instead.
 
-The tick adapts to load: a line arriving after a quiet spell is flushed at once; while lines
-keep coming, passes start at least ``TICK_S`` apart, so a busy room costs one write per
-connection per pass however many lines it carries. A pass over a big room takes a while
-(15,000 ``send`` calls are 150-250 ms of mostly kernel time on this 2-core machine), so it is
-written ``CHUNK`` members per loop callback: between chunks the loop reads sockets and moves
-the next lines through the rules and the bus. Written in one callback, each of the several
-loop turns a line needs on its way in waited for a whole pass, and the room starved its own
-input (``bench/chat.py``, 15,000 connections x 100 msg/s: a third of the lines got through).
-On a host with cores to spare, sender threads write each chunk's plain TCP members in parallel
+A *round* writes every chunk that is behind, one chunk per loop callback, so between chunks
+the loop reads sockets and moves the next lines through the rules and the bus. Each chunk gets
+every line up to the moment it is written, including lines that arrived after the round began:
+in a big room, where a round is one ``send`` per connection (15,000 sends are 150-250 ms of
+mostly kernel time on this 2-core machine), a line waits at most about one round for any
+reader, where a snapshot per pass made it wait for the pass under way and then for its
+reader's turn in the next (``bench/chat.py``, 15,000 connections x 100 msg/s: p99 568 ->
+210 ms). Rounds start at least ``TICK_S`` apart, so a busy room costs at most one write per
+connection per tick; a line after a quiet spell goes out at once. On a host with cores to
+spare, sender threads write each chunk's plain TCP members in parallel
 (:mod:`livecast.chat.sendpool`).
 """
 
@@ -43,7 +45,7 @@ from livecast.platform import Platform
 log = logging.getLogger("livecast.chat")
 
 TICK_S = 0.05
-CHUNK = 500  # members written per loop callback: input keeps flowing during a big room's pass
+CHUNK = 500  # members per chunk: written in one loop callback, so input keeps flowing during a round
 SWEEP_S = 1.0  # how often a busy room checks its members' unsent output against the bound
 # Presence: each node writes the logins in its rooms to a shared map every PRESENCE_S; a node
 # that dies stops refreshing and its entry is ignored after PRESENCE_TTL.
@@ -103,7 +105,7 @@ class Member(Protocol):
     key: str
     login: str
     variant: int
-    # The transport's own write, without checks: a room calls it once per member per flush, so
+    # The transport's own write, without checks: a room calls it once per member per round, so
     # this is the hot path of the whole chat server (see Room._write).
     sink: Callable[[Any], None]
     # A plain TCP member's transport and socket, which sender threads may write to directly
@@ -122,100 +124,145 @@ class Member(Protocol):
     def shutdown(self) -> None: ...
 
 
+class _Chunk:
+    """Up to ``CHUNK`` members of one variant, written together: one buffer serves them all,
+    built from the room's lines from ``seq`` (the first line this chunk has not had) on."""
+
+    __slots__ = ("seq", "sinks", "variant")
+
+    def __init__(self, variant: int, seq: int) -> None:
+        self.variant = variant
+        self.sinks: dict[Member, Callable[[Any], None]] = {}
+        self.seq = seq
+
+
 class Room:
     def __init__(self, name: str, pool: SendPool | None = None) -> None:
         self.name = name
-        self.pool = pool  # sender threads for big passes (chat/sendpool.py); None: the loop alone
+        self.pool = pool  # sender threads for big chunks (chat/sendpool.py); None: the loop alone
         self.members: set[Member] = set()
-        # members by variant, each with its sink: a flush builds one buffer per variant and
-        # hands it to every sink of that variant
-        self.sinks: dict[int, dict[Member, Callable[[Any], None]]] = {}
+        self.chunks: list[_Chunk] = []
+        self._chunk_of: dict[Member, _Chunk] = {}
+        # members added to a chunk that was behind: the first line each may get (not older ones)
+        self._since: dict[Member, int] = {}
         self._sweep_at = 0.0
         self._sweep_scheduled = False
         self.logins: dict[str, int] = {}  # connections per login: JOIN/PART on the first/last
-        self.pending: list[tuple[bytes, str]] = []
-        self._scheduled = False
-        self._next_flush = 0.0  # monotonic time before which a busy room does not flush again
-        # The pass under way: (member, sink, bytes) still to write from _pass_pos on, or None.
-        self._pass: list[tuple[Member, Callable[[Any], None], bytes | str]] | None = None
-        self._pass_pos = 0
-        self._pass_lines = 0
+        # the room's lines (with the key of the member that sent each, who does not get it back)
+        # from sequence number ``_base`` on: kept until every chunk has had them
+        self._log: list[tuple[bytes, str]] = []
+        self._base = 0
+        self._scheduled = False  # a round is scheduled or under way
+        self._pos = 0  # the next chunk of the round under way
+        self._next_round = 0.0  # monotonic time before which a busy room starts no new round
+
+    @property
+    def idle(self) -> bool:
+        """No line waits and no round is under way."""
+        return not self._log and not self._scheduled
+
+    @property
+    def _end(self) -> int:
+        return self._base + len(self._log)
 
     def enqueue(self, lines: list[bytes], exclude: str) -> None:
-        self.pending.extend((line, exclude) for line in lines)
-        if not self._scheduled and self._pass is None:  # a pass under way schedules the next
+        self._log.extend((line, exclude) for line in lines)
+        if not self._scheduled:
             self._schedule()
 
     def _schedule(self) -> None:
         self._scheduled = True
         loop = asyncio.get_running_loop()
-        delay = self._next_flush - time.monotonic()
+        delay = self._next_round - time.monotonic()
         if delay > 0:
-            loop.call_later(delay, self.flush)
+            loop.call_later(delay, self._start_round)
         else:
-            loop.call_soon(self.flush)
+            loop.call_soon(self._start_round)
 
     def add(self, member: Member) -> None:
+        self.remove(member)  # once in a round, whatever its variant was before
         self.members.add(member)
-        for sinks in self.sinks.values():  # once in a pass, whatever its variant was before
-            sinks.pop(member, None)
-        self.sinks.setdefault(member.variant, {})[member] = member.sink
+        chunk = next((c for c in reversed(self.chunks) if c.variant == member.variant and len(c.sinks) < CHUNK), None)
+        if chunk is None:
+            chunk = _Chunk(member.variant, self._end)
+            self.chunks.append(chunk)
+        elif chunk.seq < self._end:
+            self._since[member] = self._end
+        chunk.sinks[member] = member.sink
+        self._chunk_of[member] = chunk
 
     def remove(self, member: Member) -> None:
         self.members.discard(member)
-        for sinks in self.sinks.values():
-            sinks.pop(member, None)
+        self._since.pop(member, None)
+        chunk = self._chunk_of.pop(member, None)
+        if chunk is not None:
+            chunk.sinks.pop(member, None)  # an empty chunk goes at the end of the round
 
-    def flush(self) -> None:
-        """Start a pass: hand the pending lines to every member, ``CHUNK`` members per callback.
-
-        The sender of a line does not get it back (Twitch does not echo your own PRIVMSG), so a
-        member whose key is among the batch's senders gets a buffer of its own; everyone else
-        of a variant gets the same object.
-        """
-        self._scheduled = False
-        self._next_flush = time.monotonic() + TICK_S
-        lines, self.pending = self.pending, []
-        if not lines or not self.members:
-            return
-        excluded = {ex for _, ex in lines if ex}
-        work: list[tuple[Member, Callable[[Any], None], bytes | str]] = []
-        for variant, sinks in self.sinks.items():
-            buf = self._build(lines, variant, "")
-            if not buf:
-                continue
-            for member, sink in sinks.items():
-                if excluded and member.key in excluded:
-                    own = self._build(lines, variant, member.key)
-                    if own:
-                        work.append((member, sink, own))
-                else:
-                    work.append((member, sink, buf))
-        self._pass = work
-        self._pass_pos = 0
-        self._pass_lines = len(lines)
+    def _start_round(self) -> None:
+        self._next_round = time.monotonic() + TICK_S
+        self._pos = 0
         self._continue()
 
     def _continue(self) -> None:
-        """Write the next ``CHUNK`` of the pass: one call into the transport per member.
+        """Write the next chunks of the round, about ``CHUNK`` members per loop callback.
 
-        The unread-output bound is checked by a sweep at most every ``SWEEP_S`` rather than after
-        each write, which leaves this loop with nothing but the write itself; a stalled client
-        can hold at most ``SWEEP_S`` more of the room's traffic than the bound.
+        Each chunk gets every line up to now, also those that arrived since the round began: a
+        line waits only for the round to reach its reader's chunk, not for the round under way
+        to end and a new one to come round, which halves the wait in a big, busy room.
         """
-        work = self._pass
-        if work is None:
+        chunks = self.chunks
+        written = 0
+        while self._pos < len(chunks) and written < CHUNK:
+            chunk = chunks[self._pos]
+            self._pos += 1
+            written += self._write_chunk(chunk)
+        loop = asyncio.get_running_loop()
+        if self._pos < len(chunks):
+            loop.call_soon(self._continue)
             return
-        pos = self._pass_pos
-        end = min(pos + CHUNK, len(work))
-        members = self.members
-        failed: list[Member] = []
-        delivered = 0
+        # the round is over: forget empty chunks and the lines every chunk has had
+        self.chunks = chunks = [c for c in chunks if c.sinks]
+        oldest = min((c.seq for c in chunks), default=self._end)
+        del self._log[:oldest - self._base]
+        self._base = oldest
+        self._scheduled = False
+        if self._log:
+            self._schedule()
+        if not self._sweep_scheduled:
+            self._sweep_scheduled = True
+            loop.call_later(max(0.0, self._sweep_at - time.monotonic()), self._sweep)
+
+    def _write_chunk(self, chunk: _Chunk) -> int:
+        """Write a chunk the lines it has not had; returns how many members it wrote to.
+
+        The sender of a line does not get it back (Twitch does not echo your own PRIVMSG), so a
+        member whose key is among the senders gets a buffer of its own; so does a member that
+        joined after the chunk fell behind. Everyone else in the chunk gets the same object.
+        """
+        end = self._end
+        if chunk.seq >= end or not chunk.sinks:
+            chunk.seq = end
+            return 0
+        lines = self._log[chunk.seq - self._base:]
+        start, chunk.seq = chunk.seq, end
+        variant = chunk.variant
+        buf = self._build(lines, variant, "")
+        excluded = {ex for _, ex in lines if ex}
+        since = self._since
         pool = self.pool
+        members = list(chunk.sinks.items())
+        failed: list[Member] = []
         direct: list[tuple[Member, asyncio.WriteTransport, bytes]] = []
         fds: list[tuple[int, bytes]] = []
-        for member, sink, data in work[pos:end]:
-            if member not in members:  # parted since the pass began
+        delivered = 0
+        for member, sink in members:
+            data = buf
+            if since and member in since:
+                first = since.pop(member)
+                data = self._build(lines[first - start:], variant, member.key) if first < end else b""
+            elif excluded and member.key in excluded:
+                data = self._build(lines, variant, member.key)
+            if not data:
                 continue
             if pool is not None:
                 t = member.direct
@@ -231,28 +278,18 @@ class Room:
             delivered += 1
         if pool is not None and fds:
             delivered += len(fds)
-            for i, written in pool.write(fds):
+            for i, n in pool.write(fds):
                 member, t, data = direct[i]
                 try:
                     # the rest; or, after an error, the whole buffer, so that the transport meets
                     # the error itself and closes the connection its usual way
-                    t.write(data[written:] if written > 0 else data)
+                    t.write(data[n:] if n > 0 else data)
                 except Exception:
                     failed.append(member)
-        metrics.chat_deliveries.inc(delivered * self._pass_lines)
+        metrics.chat_deliveries.inc(delivered * len(lines))
         for member in failed:
             member.shutdown()
-        loop = asyncio.get_running_loop()
-        if end < len(work):
-            self._pass_pos = end
-            loop.call_soon(self._continue)
-            return
-        self._pass = None
-        if not self._sweep_scheduled:
-            self._sweep_scheduled = True
-            loop.call_later(max(0.0, self._sweep_at - time.monotonic()), self._sweep)
-        if self.pending and not self._scheduled:
-            self._schedule()
+        return len(members)
 
     def _sweep(self) -> None:
         """Drop members whose unsent output passed the bound; runs within SWEEP_S of any flush,
@@ -404,7 +441,7 @@ class Hub:
         else:
             room.logins.pop(member.login, None)
             self._announce(channel, room, member.login, tmi.part_echo(member.login, channel), member.key)
-        if not room.members and not room.pending:
+        if not room.members and room.idle:
             del self.rooms[channel]
 
     def _announce(self, channel: str, room: Room, login: str, line: bytes, exclude: str) -> None:
