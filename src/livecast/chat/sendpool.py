@@ -2,10 +2,11 @@
 
 A pass is one ``send`` per connection, and most of a send's cost is kernel time: TCP, the copy,
 waking the reader (on loopback, the reader's side of TCP too). ``os.write`` releases the GIL for
-that time, so threads writing disjoint slices of a pass spread it over cores. Measured with
-``bench chat`` at 15,000 connections x 100 msg/s on a 16-core host: p50 177 -> 94 ms and p99
-585 -> 391 ms with 4 threads. On a 2-core host the load generators already use the second core
-and it makes no difference, so there the default is the loop thread alone.
+that time, so threads writing disjoint slices of a chunk spread it over cores. Measured with
+``bench chat`` at 15,000 connections x 100 msg/s on a 16-core host, before rooms wrote in
+rounds: p50 177 -> 94 ms and p99 585 -> 391 ms with 4 threads. On a 2-core host the load
+generators already use the second core and it made no difference, so there the default is the
+loop thread alone.
 
 Only a plain TCP socket whose transport holds nothing unsent is written this way, and only from
 inside one loop callback that waits for every thread: nothing else can write to that socket
