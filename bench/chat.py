@@ -6,9 +6,11 @@ connection), receivers in one or more load-generator processes, and senders in t
 Latency is receipt time minus the line's ``tmi-sent-ts`` (sampled on every 25th connection).
 The baseline receives lines of the same shape and size as Livecast sends, so both write the
 same bytes to the same connections; the ratio compares deliveries per second. A second bare
-server, ``batched``, does only what Livecast's fan-out does at the socket level (lines gathered
-for one 50 ms tick, one write per connection per tick) and nothing else: it is the floor of
-this design on this machine, where the kernel's cost per ``send`` sets the latency of a big room.
+server, ``batched``, gathers lines for one 50 ms tick and then writes one buffer to every
+connection, and does nothing else: the floor of a snapshot-per-pass fan-out on this machine,
+where the kernel's cost per ``send`` sets the latency of a big room. Livecast's rounds
+(chat/rooms.py) hand each chunk of connections the lines up to the moment it is written, so
+they can beat it.
 
     python -m bench chat [--quick] [--connections 5000,15000] [--rates 10,100,1000] [--seconds 6]
                          [--processes 1,2]
