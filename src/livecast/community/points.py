@@ -25,6 +25,7 @@ from livecast.community.models import PointsBalance, PointsTransaction
 from livecast.ingest.models import Stream
 from livecast.platform import Platform
 from livecast.store.base import utcnow
+from livecast.store.db import upsert_insert
 
 T = TypeVar("T")
 
@@ -54,12 +55,6 @@ class Outbox:
 
     def add(self, topic: str, channel_id: str, payload: dict[str, Any]) -> None:
         self.events.append((topic, channel_id, payload))
-
-
-def _insert(db: AsyncSession) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return postgresql.insert if db.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 async def run(platform: Platform, fn: Callable[[AsyncSession, Outbox], Awaitable[T]], attempts: int = 12) -> T:
@@ -121,7 +116,7 @@ async def credit_many(db: AsyncSession, channel_id: str, rows: Sequence[tuple[st
         {"idem_key": key, "channel_id": channel_id, "user_id": user, "amount": amount, "kind": kind,
          "ref": ref, "created_at": now} for user, amount, key in rows
     ])
-    insert = _insert(db)
+    insert = upsert_insert(db)
     # One row per user: a viewer appearing twice would make the upsert touch a row twice.
     merged: dict[str, int] = {}
     for user, amount, _ in rows:

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, text, tuple_, union_all, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecast.discovery.models import CoFollow, Follow, UserBlock, WatchHistory
 from livecast.identity.models import Channel, User
 from livecast.ingest.models import Stream
 from livecast.store.base import utcnow
+from livecast.store.db import upsert_insert
 
 LIVE = ("live", "reconnecting")
 MAX_SEEDS = 200  # a user's most recent follows that pair with a new one
@@ -51,8 +51,7 @@ class Recommendation:
 
 
 def _upsert(db: AsyncSession) -> Any:
-    dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(CoFollow)
+    stmt = upsert_insert(db)(CoFollow)
     return stmt.on_conflict_do_update(
         index_elements=[CoFollow.channel_id, CoFollow.other_id],
         set_={"weight": CoFollow.weight + stmt.excluded.weight},

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import String, and_, case, delete, func, insert, literal, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecast.discovery import cursor
 from livecast.discovery.models import Category, SearchDoc, SearchGram
 from livecast.identity.models import Channel, User
 from livecast.ingest.models import Stream
+from livecast.store.db import upsert_insert
 
 LIVE = ("live", "reconnecting")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -146,8 +145,7 @@ async def reindex(db: AsyncSession, *, only: tuple[str, str] | None = None) -> i
 
 
 def _upsert(db: AsyncSession, rows: list[dict[str, Any]]) -> Any:
-    dialect = pg_insert if db.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = dialect(SearchDoc).values(rows)
+    stmt = upsert_insert(db)(SearchDoc).values(rows)
     return stmt.on_conflict_do_update(index_elements=["kind", "ref_id"], set_={"name": stmt.excluded.name})
 
 

@@ -11,12 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, exc, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = logging.getLogger("livecast.store")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def upsert_insert(db: AsyncSession | str) -> Any:
+    """The ``insert`` of the session's dialect (or the dialect named), the one with
+    ``on_conflict_do_nothing``/``on_conflict_do_update``: both backends speak ``ON CONFLICT``,
+    but SQLAlchemy builds it only from the dialect's own construct."""
+    name = db if isinstance(db, str) else db.get_bind().dialect.name
+    return postgresql.insert if name == "postgresql" else sqlite.insert
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from livecast import metrics
 from livecast.logs import event as log_event
 from livecast.platform import Platform
+from livecast.store.db import upsert_insert
 from livecast.subscriptions import service
 from livecast.subscriptions.events import Outbox
 from livecast.subscriptions.models import ACTIVE, ENTITLED_STATES, Charge, ProviderEvent, Subscription
@@ -51,19 +52,9 @@ class WebhookError(Exception):
         self.status = status
 
 
-def _insert_ignore(dialect: str) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects import postgresql
-
-        return postgresql.insert
-    from sqlalchemy.dialects import sqlite
-
-    return sqlite.insert
-
-
 async def _claim(db: AsyncSession, provider: str, ev: StripeEvent) -> ProviderEvent | None:
     dialect = db.get_bind().dialect.name
-    stmt = _insert_ignore(dialect)(ProviderEvent).values(
+    stmt = upsert_insert(dialect)(ProviderEvent).values(
         provider=provider, event_id=ev.id, type=ev.type, ref=ev.ref, status="processing",
         payload={"type": ev.type, "object": ev.obj}, received_at=service.utcnow(),
     ).on_conflict_do_nothing().returning(ProviderEvent.id)

@@ -29,6 +29,7 @@ from livecast.api.eventsub.models import EventSubMessage, EventSubSubscription
 from livecast.api.eventsub.service import WAKE_CHANNEL, publish_to_session, subscription_json, ws_message
 from livecast.logs import event as log_event
 from livecast.platform import Platform
+from livecast.store.db import upsert_insert
 
 log = logging.getLogger("livecast.eventsub")
 
@@ -40,12 +41,6 @@ def message_id(key: str, subscription_id: str) -> str:
     """The notification's ``message_id``: the same for every dispatch of one event to one
     subscription, different for anything else."""
     return str(uuid.uuid5(_MESSAGE_IDS, f"{key}/{subscription_id}"))
-
-
-def _insert_ignore(dialect: str) -> Any:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 async def dispatch(platform: Platform, topic: str, data: bytes, key: str | None = None) -> int:
@@ -90,7 +85,7 @@ async def dispatch(platform: Platform, topic: str, data: bytes, key: str | None 
             else:
                 ws_messages.append((sub, body))
         if webhook_rows:
-            insert = _insert_ignore(platform.db.dialect)
+            insert = upsert_insert(platform.db.dialect)
             stmt = insert(EventSubMessage).values(webhook_rows).on_conflict_do_nothing()
             await db.execute(stmt)
     if webhook_rows:
