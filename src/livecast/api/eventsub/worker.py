@@ -175,11 +175,7 @@ class EventSubWorker:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(consume), STOP_WAIT_S)
         self._drain_after = was_leader and isinstance(self.platform.bus, MemoryBus)
-        if self._drain_after:
-            try:
-                await asyncio.wait_for(self._drain_local(), STOP_WAIT_S)
-            except Exception:  # a database outage outlasting the stop: what is left is lost with us
-                log.warning("eventsub: stopped with events still undispatched (in-process bus)")
+        await self.after_stop()  # now, and again once the other services have stopped
         if was_leader:
             with contextlib.suppress(Exception):
                 async with self._lease_lock:
@@ -199,13 +195,14 @@ class EventSubWorker:
             await self.client.aclose()
 
     async def after_stop(self) -> None:
-        """Called once every service of this process has stopped: with the in-process bus,
-        dispatch what the services stopping after this worker published (an ingest's
-        ``stream.offline`` for each stream it ended) into the outbox, for the next start."""
+        """With the in-process bus, dispatch what the event stream holds into the outbox, for
+        the next start: from :meth:`stop`, and once every service of this process has stopped
+        (the runner calls it), for what they published after this worker (an ingest's
+        ``stream.offline`` for each stream it ended)."""
         if self._drain_after:
             try:
                 await asyncio.wait_for(self._drain_local(), STOP_WAIT_S)
-            except Exception:
+            except Exception:  # a database outage outlasting the stop: what is left is lost with us
                 log.warning("eventsub: stopped with events still undispatched (in-process bus)")
 
     async def _drain_local(self) -> None:
