@@ -394,3 +394,42 @@ async def test_media_failure_refuses_the_publish_and_leaves_nothing_behind(serve
     await wait_for(lambda: _status(server, user["user_id"], "live"), timeout=15)
     code, err = await finish(proc)
     assert code == 0, err
+
+
+async def test_shutdown_ends_streams_when_a_connection_swallows_its_cancel(tmp_path: Path) -> None:
+    """On Python 3.11 ``asyncio.wait_for`` returns the result, and drops the cancel, when both
+    land together; a publisher's read loop then goes on reading. Stop must cancel again, and
+    end the streams whatever a connection does (it hung until the 10 s stop limit before)."""
+    srv = await start_server(tmp_path, roles="ingest")
+    ingest = srv.platform.state["ingest"]
+    publisher = None
+    swallowed = asyncio.Event()
+
+    async def stubborn() -> None:  # stands in for the connection that lost its cancel
+        try:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed.set()
+            await asyncio.sleep(3600)
+        finally:
+            ingest._tasks.discard(asyncio.current_task())  # as a real connection does
+
+    try:
+        user = await srv.create_user("stubborn")
+        async with bus_events(srv) as seen:
+            publisher = await ffmpeg_publish(srv.rtmp_port, user["stream_key"], 30, size="320x180")
+            await wait_for(lambda: _status(srv, user["user_id"], "live"), timeout=15)
+            task = asyncio.create_task(stubborn())
+            ingest._tasks.add(task)
+            await asyncio.wait_for(ingest.stop(), 8)  # hung forever before
+            assert swallowed.is_set() and task.cancelled() and not ingest._tasks
+            assert await _status(srv, user["user_id"], "offline")
+            await wait_for(lambda: "event.stream.offline" in topics(seen))
+            code, _ = await finish(publisher)
+            assert code != 0  # the server hung up on it
+    finally:
+        if publisher is not None and publisher.returncode is None:
+            publisher.kill()
+            await publisher.wait()
+        await srv.runner.stop()

@@ -182,7 +182,8 @@ async def _drain(receive: Receive) -> None:
     read = 0
     while read < DRAIN_BYTES:
         try:
-            message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                message = await receive()
         except TimeoutError:
             return
         if message["type"] != "http.request":

@@ -259,7 +259,8 @@ class MemoryBus:
             if deadline <= now:
                 return []
             try:
-                await asyncio.wait_for(stream.appended.wait(), deadline - now)
+                async with asyncio.timeout(deadline - now):
+                    await stream.appended.wait()
             except TimeoutError:
                 return []
 

@@ -393,7 +393,8 @@ class Hub:
                 metrics.errors.labels("chat_presence").inc()
                 log.warning("could not publish chat presence", exc_info=True)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._presence_changed.wait(), PRESENCE_S)
+                async with asyncio.timeout(PRESENCE_S):
+                    await self._presence_changed.wait()
             await asyncio.sleep(PRESENCE_BATCH_S)
 
     async def publish_presence(self) -> None:

@@ -117,7 +117,8 @@ class ChatService:
             while not conn.closed:
                 try:
                     wait = None if conn.session.registered else login_by - asyncio.get_running_loop().time()
-                    data = await asyncio.wait_for(reader.read(READ_SIZE), wait)
+                    async with asyncio.timeout(wait):
+                        data = await reader.read(READ_SIZE)
                 except TimeoutError:
                     conn.session.close("Login timed out")
                     await conn.handle([])

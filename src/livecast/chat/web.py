@@ -99,7 +99,8 @@ def install(app: FastAPI, platform: Platform) -> None:
                 while not conn.closed:
                     try:  # as over TCP (chat/tcp.py): log in within chat_login_timeout
                         wait = None if conn.session.registered else login_by - asyncio.get_running_loop().time()
-                        msg = await asyncio.wait_for(ws.receive(), wait)
+                        async with asyncio.timeout(wait):
+                            msg = await ws.receive()
                     except TimeoutError:
                         conn.session.close("Login timed out")
                         await conn.handle([])

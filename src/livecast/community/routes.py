@@ -186,10 +186,12 @@ async def _stream(platform: Platform, request: Request, channel_id: str) -> Asyn
     try:
         yield b"retry: 2000\n\n"
         while not await request.is_disconnected():
-            try:
-                yield await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            try:  # never yield inside the timeout: it would fire on whoever consumes the stream
+                async with asyncio.timeout(KEEPALIVE_S):
+                    item = await queue.get()
             except TimeoutError:
-                yield b": keepalive\n\n"
+                item = b": keepalive\n\n"
+            yield item
     finally:
         await widgets.leave(channel_id, queue)
 

@@ -41,6 +41,7 @@ log = logging.getLogger("livecast.ingest")
 READ_SIZE = 64 * 1024  # also bounds what one connection buffers between two event passes
 WRITE_TIMEOUT_S = 10.0
 PUBLISH_DEADLINE_S = 20.0  # from TCP accept to NetStream.Publish.Start
+STOP_CONNECTIONS_S = 3.0  # at shutdown; ending the streams after it needs the rest of the 10 s stop
 # Wrong stream keys per address before its publishes are refused unchecked for the window. Keys
 # are 192 random bits, so this is not about guessing; it bounds the database work one stranger
 # can cause, and stops a misconfigured encoder from hammering. Addresses in
@@ -94,11 +95,21 @@ class IngestService:
         self.lifecycle.closing = True
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._end_connections()
         await self.lifecycle.shutdown()
+
+    async def _end_connections(self) -> None:
+        """Cancel every connection, again until it has gone: one cancel is not enough, as an
+        ``await`` finishing at the same moment can swallow it (``asyncio.wait_for`` on 3.11
+        does), and then a busy publisher's loop reads on. Streams end after this either way."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + STOP_CONNECTIONS_S
+        while self._tasks and loop.time() < give_up:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.wait(list(self._tasks), timeout=0.5)
+        if self._tasks:
+            log.warning("%d rtmp connections did not end at shutdown", len(self._tasks))
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -156,7 +167,8 @@ class _Connection:
                 try:
                     if timeout <= 0:
                         raise TimeoutError
-                    data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+                    async with asyncio.timeout(timeout):
+                        data = await self.reader.read(READ_SIZE)
                 except TimeoutError:
                     reason = "idle" if self.conn.state == PUBLISHING or timeout == idle else "no publish in time"
                     event(log, "rtmp timeout", ip=self.ip, reason=reason)
@@ -181,7 +193,8 @@ class _Connection:
         out = self.conn.data_to_send()
         if out:
             self.writer.write(out)
-            await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await self.writer.drain()
 
     async def _events(self) -> None:
         conn = self.conn

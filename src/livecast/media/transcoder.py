@@ -226,7 +226,8 @@ class Transcoder:
             crashed_fast = time.monotonic() - self._started_at < 10
             backoff = min(5.0, backoff * 2) if crashed_fast else 0.25
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._restart_now.wait(), backoff)
+                async with asyncio.timeout(backoff):
+                    await self._restart_now.wait()
 
     async def _run_once(self) -> None:
         self._expect_exit = False

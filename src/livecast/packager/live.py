@@ -127,7 +127,8 @@ class LiveStream:
                 return False
             changed = self._changed
             try:
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
             except TimeoutError:
                 return predicate()
         return True

@@ -92,7 +92,8 @@ class VodWorker:
             if not ran:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_S)
+                    async with asyncio.timeout(POLL_S):
+                        await self._wake.wait()
 
     async def run_due(self) -> int:
         """Claim and run jobs that are due, one at a time; returns how many ran."""

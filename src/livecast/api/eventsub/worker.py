@@ -144,7 +144,8 @@ class EventSubWorker:
     async def _lease_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lease_wake.wait(), self.lease_s / 3)
+                async with asyncio.timeout(self.lease_s / 3):
+                    await self._lease_wake.wait()
             self._lease_wake.clear()
             try:
                 await self._renew_lease()
@@ -233,7 +234,8 @@ class EventSubWorker:
         while not self._stopping:
             if not self.leader:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._leading.wait(), 1.0)
+                    async with asyncio.timeout(1.0):
+                        await self._leading.wait()
                 continue
             if self._took_over:
                 self._took_over = False
@@ -323,7 +325,8 @@ class EventSubWorker:
             if busy:
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self.wake.wait()
             self.wake.clear()
 
     async def run_once(self) -> bool:
