@@ -4,6 +4,7 @@ lets edges find the ingest node holding a stream (in one process, on the memory 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,34 @@ async def _refused(port: int) -> bool:
         return True
     writer.close()
     return False
+
+
+async def test_a_service_that_will_not_stop_is_one_error_line_and_the_rest_stop(
+        tmp_path: Path, monkeypatch: Any, caplog: Any) -> None:
+    from livecast import server as server_module
+
+    class Stuck:
+        name = "stuck"
+
+        async def start(self) -> dict[str, int]:
+            return {}
+
+        async def stop(self) -> None:
+            await asyncio.sleep(3600)
+
+    class Later(Stuck):
+        name, stopped = "later", False
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+    later = Later()
+    caplog.set_level(logging.INFO, "livecast.server")
+    srv = await start_server(tmp_path, roles="worker")
+    srv.runner.services.insert(0, later)
+    srv.runner.services.append(Stuck())  # stopped first (in reverse): the rest still stop after it
+    monkeypatch.setattr(server_module, "STOP_S", 0.2)
+    await asyncio.wait_for(srv.runner.stop(), 10)
+    stuck = [r for r in caplog.records if r.getMessage() == "service did not stop in time"]
+    assert len(stuck) == 1 and stuck[0].exc_info is None and stuck[0].kv["service"] == "stuck"
+    assert later.stopped and any(r.getMessage() == "stopped" for r in caplog.records)

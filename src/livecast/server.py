@@ -29,6 +29,7 @@ from livecast.platform import Platform
 from livecast.web import headers as security_headers
 
 log = logging.getLogger("livecast.server")
+STOP_S = 10.0  # each service's stop, then each after_stop; a systemd stop waits 90 s in all
 
 
 class Service(Protocol):
@@ -144,14 +145,17 @@ class Runner:
             listener.close()
         for service in reversed(self.services):
             try:
-                await asyncio.wait_for(service.stop(), timeout=10)
+                await asyncio.wait_for(service.stop(), timeout=STOP_S)
+            except TimeoutError:  # what it was waiting on says nothing more than this line
+                event(log, "service did not stop in time", logging.ERROR,
+                      service=getattr(service, "name", type(service).__name__), timeout_s=STOP_S)
             except Exception:
                 log.exception("error stopping %s", getattr(service, "name", service))
         for service in self.services:  # what services publish as they stop (EventSub: stream.offline)
             finish = getattr(service, "after_stop", None)
             if finish is not None:
                 try:
-                    await asyncio.wait_for(finish(), timeout=10)
+                    await asyncio.wait_for(finish(), timeout=STOP_S)
                 except Exception:
                     log.exception("error finishing %s", getattr(service, "name", service))
         if self.http is not None and self.http_task is not None:
