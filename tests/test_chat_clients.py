@@ -1,4 +1,4 @@
-"""Real third-party Twitch chat clients against Livecast: tmi.js (npm) over WebSocket."""
+"""Real third-party Twitch chat clients against Livecast: tmi.js and twurple (npm), pyTwitchAPI."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Server, wait_for
+from livecast.identity.models import User
+from tests.conftest import Server, start_server, wait_for
 from tests.test_chat_tcp import Client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +23,10 @@ class NodeScript:
     async def _read(self) -> None:
         assert self.proc.stdout is not None
         while line := await self.proc.stdout.readline():
-            self.events.append(json.loads(line))
+            try:
+                self.events.append(json.loads(line))
+            except ValueError:  # a library printing on stdout must not end the reading
+                self.events.append({"event": "stdout", "line": line.decode(errors="replace")})
 
     def send(self, **cmd: Any) -> None:
         assert self.proc.stdin is not None
@@ -34,7 +38,10 @@ class NodeScript:
                 if all(ev.get(k) == v for k, v in match.items()):
                     return ev
             return None
-        return await wait_for(find, timeout=timeout)
+        try:
+            return await wait_for(find, timeout=timeout)
+        except TimeoutError:
+            raise AssertionError(f"no event matching {match}; seen: {self.events[-20:]}") from None
 
     async def close(self) -> None:
         if self.proc.returncode is None:
@@ -143,3 +150,52 @@ async def test_pytwitchapi_chat(server: Server) -> None:
     finally:
         await asyncio.to_thread(chat.stop)
         await twitch.close()
+
+
+async def test_twurple_chat_reads_anonymously_on_port_6667(tmp_path: Path) -> None:
+    """twurple's ChatClient takes a host name but no port, so this server listens on IRC's own
+    6667, as a deployment does. It parses Livecast's tags into its own types: user info,
+    badges, emote offsets, reply parents, and the moderation events (timeout, delete, slow)."""
+    srv = await start_server(tmp_path, irc_port=6667)
+    node: NodeScript | None = None
+    try:
+        alice = await srv.create_user("alice")
+        bob = await srv.create_user("bob")
+        proc = await asyncio.create_subprocess_exec(
+            "/usr/bin/node", str(ROOT / "tests/js/chat_twurple.mjs"), "alice",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+        node = NodeScript(proc)
+        await node.expect(event="connected")
+        await node.expect(event="joined", channel="alice")
+        async with srv.platform.db.session() as db:
+            (await db.get(User, alice["user_id"])).color = "#1E90FF"  # type: ignore[union-attr]
+        a = await Client.connect(srv.irc_port)
+        await a.login("alice", alice["token"])
+        await a.join("alice")
+        b = await Client.connect(srv.irc_port)
+        await b.login("bob", bob["token"])
+        await b.join("alice")
+        a.send("PRIVMSG #alice :hello LiveHype and LiveHype")
+        first = await node.expect(event="message", text="hello LiveHype and LiveHype")
+        assert first["user"] == "alice" and first["userId"] == alice["user_id"]
+        assert first["channelId"] == alice["user_id"] and first["isBroadcaster"] is True
+        assert first["badges"] == {"broadcaster": "1"} and first["color"] == "#1E90FF"
+        assert first["emotes"] == {"1": ["6-13", "19-26"]}
+        b.send(f"@reply-parent-msg-id={first['id']} PRIVMSG #alice :@alice hi")
+        reply = await node.expect(event="message", text="@alice hi")
+        assert reply["isReply"] is True and reply["parentMessageId"] == first["id"]
+        assert reply["isBroadcaster"] is False and reply["badges"] == {}
+        b.send("PRIVMSG #alice :\x01ACTION waves\x01")
+        await node.expect(event="action", user="bob", text="waves")
+        a.send(f"PRIVMSG #alice :/delete {reply['id']}")
+        await node.expect(event="removed", messageId=reply["id"])
+        a.send("PRIVMSG #alice :/timeout bob 30")
+        await node.expect(event="timeout", user="bob", duration=30)
+        a.send("PRIVMSG #alice :/slow 5")
+        await node.expect(event="slow", enabled=True, delay=5)
+        await a.close()
+        await b.close()
+    finally:
+        if node is not None:
+            await node.close()
+        await srv.runner.stop()
