@@ -65,9 +65,7 @@ async def test_tmi_js(server: Server) -> None:
         full = await node.expect(event="roomstate")
         assert full["state"]["room-id"] == alice["user_id"]
 
-        b = await Client.connect(server.irc_port)
-        await b.login("bob", bob["token"])
-        await b.join("alice")
+        b = await Client.in_room(server.irc_port, "bob", bob["token"], "alice")
         b.send("PRIVMSG #alice :hi from bob LiveHype")
         msg = await node.expect(event="message", message="hi from bob LiveHype")
         tags = msg["tags"]
@@ -130,9 +128,7 @@ async def test_pytwitchapi_chat(server: Server) -> None:
     await asyncio.to_thread(chat.start)  # start() blocks until its thread is connected
     try:
         await wait_for(lambda: ("joined", None) in seen, timeout=20)
-        a = await Client.connect(server.irc_port)
-        await a.login("alice", alice["token"])
-        await a.join("alice")
+        a = await Client.in_room(server.irc_port, "alice", alice["token"], "alice")
         a.send("PRIVMSG #alice :welcome bob LiveGG")
         got = await wait_for(lambda: next((m for k, m in seen if k == "message"), None))
         assert got.text == "welcome bob LiveGG"
@@ -169,12 +165,8 @@ async def test_twurple_chat_reads_anonymously_on_port_6667(tmp_path: Path) -> No
         await node.expect(event="joined", channel="alice")
         async with srv.platform.db.session() as db:
             (await db.get(User, alice["user_id"])).color = "#1E90FF"  # type: ignore[union-attr]
-        a = await Client.connect(srv.irc_port)
-        await a.login("alice", alice["token"])
-        await a.join("alice")
-        b = await Client.connect(srv.irc_port)
-        await b.login("bob", bob["token"])
-        await b.join("alice")
+        a = await Client.in_room(srv.irc_port, "alice", alice["token"], "alice")
+        b = await Client.in_room(srv.irc_port, "bob", bob["token"], "alice")
         a.send("PRIVMSG #alice :hello LiveHype and LiveHype")
         first = await node.expect(event="message", text="hello LiveHype and LiveHype")
         assert first["user"] == "alice" and first["userId"] == alice["user_id"]

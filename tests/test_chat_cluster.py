@@ -70,12 +70,8 @@ async def test_two_chat_nodes_over_redis(tmp_path: Path) -> None:
                                                             ["chat:read", "chat:edit"])).access_token
         await db.close()
 
-        a = await Client.connect(ports_a["irc"])
-        await a.login("alice", tokens["alice"])
-        await a.join("alice")
-        b = await Client.connect(ports_b["irc"])
-        await b.login("bob", tokens["bob"])
-        await b.join("alice")
+        a = await Client.in_room(ports_a["irc"], "alice", tokens["alice"], "alice")
+        b = await Client.in_room(ports_b["irc"], "bob", tokens["bob"], "alice")
         # twitch.tv/membership: a JOIN from the other node, and both nodes' chatters in presence
         await a.expect("JOIN", lambda m: m.source is not None and m.source.startswith("bob!"), timeout=10)
         bus = create_bus(REDIS_URL)

@@ -53,6 +53,14 @@ class Client:
         self.send(f"JOIN #{channel}")
         await self.expect("ROOMSTATE", lambda m: m.params[0] == f"#{channel}")
 
+    @classmethod
+    async def in_room(cls, port: int, nick: str, token: str | None, channel: str) -> Client:
+        """Connected, logged in and joined: where most chat tests start."""
+        client = await cls.connect(port)
+        await client.login(nick, token)
+        await client.join(channel)
+        return client
+
     async def close(self) -> None:
         self.task.cancel()
         self.writer.close()
@@ -77,12 +85,8 @@ async def test_login_join_and_message_tags(server: Server) -> None:
     assert a.lines[3].tags["badges"] == "broadcaster/1,partner/1"
     assert set(a.lines[4].tags) == {"emote-only", "followers-only", "r9k", "room-id", "slow", "subs-only"}
 
-    b = await Client.connect(server.irc_port)
-    await b.login("bob", bob["token"])
-    await b.join("alice")
-    watcher = await Client.connect(server.irc_port)
-    await watcher.login("justinfan12345", None)
-    await watcher.join("alice")
+    b = await Client.in_room(server.irc_port, "bob", bob["token"], "alice")
+    watcher = await Client.in_room(server.irc_port, "justinfan12345", None, "alice")
 
     b.send("@reply-parent-msg-id=nope PRIVMSG #alice :hello LiveHype \U0001F600 LiveHype")
     got = await a.expect("PRIVMSG")
@@ -139,12 +143,8 @@ async def test_moderation_commands_and_modes(server: Server) -> None:
     alice = await server.create_user("alice")
     bob = await server.create_user("bob")
     await server.create_user("carol")
-    a = await Client.connect(server.irc_port)
-    await a.login("alice", alice["token"])
-    await a.join("alice")
-    b = await Client.connect(server.irc_port)
-    await b.login("bob", bob["token"])
-    await b.join("alice")
+    a = await Client.in_room(server.irc_port, "alice", alice["token"], "alice")
+    b = await Client.in_room(server.irc_port, "bob", bob["token"], "alice")
 
     a.send("PRIVMSG #alice :/mod carol")
     await a.expect("NOTICE", lambda m: m.tags.get("msg-id") == "mod_success")
@@ -239,9 +239,7 @@ async def test_moderation_commands_and_modes(server: Server) -> None:
 async def test_rate_limit(server: Server) -> None:
     alice = await server.create_user("alice")
     bob = await server.create_user("bob")
-    b = await Client.connect(server.irc_port)
-    await b.login("bob", bob["token"])
-    await b.join("alice")
+    b = await Client.in_room(server.irc_port, "bob", bob["token"], "alice")
     b.send(*[f"PRIVMSG #alice :message number {i}" for i in range(25)])
     await b.expect("NOTICE", lambda m: m.tags.get("msg-id") == "msg_ratelimit")
     accepted = [m for m in b.lines if m.command == "USERSTATE" and "id" in m.tags]
@@ -252,9 +250,7 @@ async def test_rate_limit(server: Server) -> None:
 
 async def test_bad_input_keeps_serving_others(server: Server) -> None:
     alice = await server.create_user("alice")
-    good = await Client.connect(server.irc_port)
-    await good.login("alice", alice["token"])
-    await good.join("alice")
+    good = await Client.in_room(server.irc_port, "alice", alice["token"], "alice")
 
     big = await Client.connect(server.irc_port)
     big.writer.write(b"PRIVMSG #alice :" + b"x" * 10_240 + b"\r\n")
@@ -294,9 +290,7 @@ async def test_slow_consumer_is_dropped_without_hurting_the_room(server: Server,
 
     monkeypatch.setattr(connection, "MAX_BUFFERED_BYTES", 256 * 1024)  # type: ignore[attr-defined]
     await server.create_user("alice")
-    good = await Client.connect(server.irc_port)
-    await good.login("justinfan1", None)
-    await good.join("alice")
+    good = await Client.in_room(server.irc_port, "justinfan1", None, "alice")
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", server.irc_port))
@@ -383,15 +377,9 @@ async def test_subscribers_emotes_usernotices_whispers_and_expiry(server: Server
     await service.add_emote(server.platform, "alice", owner, "aliceHeart", tier=1000)
     await service.add_emote(server.platform, "alice", owner, "aliceGold", tier=3000)
     await service.set_subscriber(server.platform, "alice", owner, "bob", months=14, tier=2000)
-    a = await Client.connect(server.irc_port)
-    await a.login("alice", alice["token"])
-    await a.join("alice")
-    b = await Client.connect(server.irc_port)
-    await b.login("bob", bob["token"])
-    await b.join("alice")
-    c = await Client.connect(server.irc_port)
-    await c.login("carol", carol["token"])
-    await c.join("alice")
+    a = await Client.in_room(server.irc_port, "alice", alice["token"], "alice")
+    b = await Client.in_room(server.irc_port, "bob", bob["token"], "alice")
+    c = await Client.in_room(server.irc_port, "carol", carol["token"], "alice")
 
     b.send("PRIVMSG #alice :aliceHeart aliceGold")
     msg = await a.expect("PRIVMSG", lambda m: m.params[1] == "aliceHeart aliceGold")

@@ -187,12 +187,8 @@ async def test_redis_outage_under_chat_is_survived(tmp_path: Path) -> None:
     srv = await start_server(tmp_path, bus_url=proxy.url_for(REDIS_URL))
     try:
         alice = await srv.create_user("alice")
-        speaker = await Client.connect(srv.irc_port)
-        await speaker.login("alice", alice["token"])
-        await speaker.join("alice")
-        reader = await Client.connect(srv.irc_port)
-        await reader.login("justinfan1", None)
-        await reader.join("alice")
+        speaker = await Client.in_room(srv.irc_port, "alice", alice["token"], "alice")
+        reader = await Client.in_room(srv.irc_port, "justinfan1", None, "alice")
         speaker.send("PRIVMSG #alice :before the outage")
         await reader.expect("PRIVMSG", lambda m: m.params[-1] == "before the outage")
 
@@ -389,12 +385,8 @@ async def test_sigterm_during_a_live_stream_and_chat(tmp_path: Path) -> None:
         ports_file = data / "ports.json"
         await wait_for(lambda: ports_file.exists() and ports_file.read_text().strip().endswith("}"), timeout=60)
         ports = json.loads(ports_file.read_text())
-        speaker = await Client.connect(ports["irc"])
-        await speaker.login("alice", alice["token"])
-        await speaker.join("alice")
-        reader = await Client.connect(ports["irc"])
-        await reader.login("justinfan1", None)
-        await reader.join("alice")
+        speaker = await Client.in_room(ports["irc"], "alice", alice["token"], "alice")
+        reader = await Client.in_room(ports["irc"], "justinfan1", None, "alice")
         publisher = await ffmpeg_publish(ports["rtmp"], alice["stream_key"], 60, size="320x180")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['http']}", timeout=30) as http:
             await wait_for(lambda: _playlist_segments(http, "alice"), timeout=30, interval=0.3)

@@ -267,9 +267,7 @@ def test_stripe_signature_header_takes_any_latin1(header: str) -> None:
 async def test_moderator_commands_with_unicode_digits_keep_the_connection(server: Server) -> None:
     alice = await server.create_user("alice")
     await server.create_user("bob")
-    c = await Client.connect(server.irc_port)
-    await c.login("alice", alice["token"])
-    await c.join("alice")
+    c = await Client.in_room(server.irc_port, "alice", alice["token"], "alice")
     c.send("PRIVMSG #alice :/timeout bob ²", "PRIVMSG #alice :/followers ٣", "PRIVMSG #alice :/slow ²")
     bad = await c.expect("NOTICE", lambda m: m.tags.get("msg-id") == "bad_timeout_duration")
     assert bad.params[-1] == "Invalid timeout duration: ²"

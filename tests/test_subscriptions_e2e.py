@@ -58,15 +58,9 @@ async def test_subscription_end_to_end(server: Server) -> None:
             assert r.status_code == 202, r.text
 
         # chat: the room is sub-only; nobody but the broadcaster may talk yet
-        owner = await Client.connect(server.irc_port)
-        await owner.login("streamer", streamer["token"])
-        await owner.join("streamer")
-        chatter = await Client.connect(server.irc_port)
-        await chatter.login("viewer", viewer["token"])
-        await chatter.join("streamer")
-        other = await Client.connect(server.irc_port)
-        await other.login("lurker", lurker["token"])
-        await other.join("streamer")
+        owner = await Client.in_room(server.irc_port, "streamer", streamer["token"], "streamer")
+        chatter = await Client.in_room(server.irc_port, "viewer", viewer["token"], "streamer")
+        other = await Client.in_room(server.irc_port, "lurker", lurker["token"], "streamer")
         owner.send("PRIVMSG #streamer :/subscribers")
         await chatter.expect("ROOMSTATE", lambda m: m.tags.get("subs-only") == "1")
         chatter.send("PRIVMSG #streamer :let me in")

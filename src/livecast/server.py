@@ -16,7 +16,7 @@ import json
 import logging
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any, Protocol
 
 import uvicorn
@@ -30,6 +30,17 @@ from livecast.web import headers as security_headers
 
 log = logging.getLogger("livecast.server")
 STOP_S = 10.0  # each service's stop, then each after_stop; a systemd stop waits 90 s in all
+
+
+async def _in_time(service: object, step: str, work: Awaitable[None]) -> None:
+    """One stop step of one service, bounded by STOP_S; a failure is logged and the rest go on."""
+    name = getattr(service, "name", type(service).__name__)
+    try:
+        await asyncio.wait_for(work, timeout=STOP_S)
+    except TimeoutError:  # what it was waiting on says nothing more than this line
+        event(log, "service did not stop in time", logging.ERROR, service=name, step=step, timeout_s=STOP_S)
+    except Exception:
+        log.exception("error %s %s", {"stop": "stopping", "finish": "finishing"}[step], name)
 
 
 class Service(Protocol):
@@ -144,20 +155,11 @@ class Runner:
         for listener in getattr(self.http, "servers", None) or []:
             listener.close()
         for service in reversed(self.services):
-            try:
-                await asyncio.wait_for(service.stop(), timeout=STOP_S)
-            except TimeoutError:  # what it was waiting on says nothing more than this line
-                event(log, "service did not stop in time", logging.ERROR,
-                      service=getattr(service, "name", type(service).__name__), timeout_s=STOP_S)
-            except Exception:
-                log.exception("error stopping %s", getattr(service, "name", service))
+            await _in_time(service, "stop", service.stop())
         for service in self.services:  # what services publish as they stop (EventSub: stream.offline)
             finish = getattr(service, "after_stop", None)
             if finish is not None:
-                try:
-                    await asyncio.wait_for(finish(), timeout=STOP_S)
-                except Exception:
-                    log.exception("error finishing %s", getattr(service, "name", service))
+                await _in_time(service, "finish", finish())
         if self.http is not None and self.http_task is not None:
             self.http.should_exit = True
             with contextlib.suppress(Exception):

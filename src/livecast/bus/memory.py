@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from livecast.bus import LOG_SEQ_TTL_S, STREAM_MAXLEN, StreamEntry, logged_frame
+from livecast.waits import until_set
 
 
 class _MemorySubscription:
@@ -258,10 +259,7 @@ class MemoryBus:
                 return fresh
             if deadline <= now:
                 return []
-            try:
-                async with asyncio.timeout(deadline - now):
-                    await stream.appended.wait()
-            except TimeoutError:
+            if not await until_set(stream.appended, deadline - now):
                 return []
 
     async def stream_ack(self, key: str, group: str, ids: Sequence[str]) -> None:

@@ -41,6 +41,7 @@ from livecast.chat.sendpool import SendPool, auto_threads
 from livecast.chat.service import cache
 from livecast.logs import event
 from livecast.platform import Platform
+from livecast.waits import until_set
 
 log = logging.getLogger("livecast.chat")
 
@@ -392,9 +393,7 @@ class Hub:
             except Exception:  # a bus outage must not end the loop; the next round retries
                 metrics.errors.labels("chat_presence").inc()
                 log.warning("could not publish chat presence", exc_info=True)
-            with contextlib.suppress(asyncio.TimeoutError):
-                async with asyncio.timeout(PRESENCE_S):
-                    await self._presence_changed.wait()
+            await until_set(self._presence_changed, PRESENCE_S)
             await asyncio.sleep(PRESENCE_BATCH_S)
 
     async def publish_presence(self) -> None:

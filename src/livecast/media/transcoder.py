@@ -28,6 +28,7 @@ from livecast.logs import event
 from livecast.media.flvsource import AUDIO, SCRIPT, VIDEO, FlvError, FlvTagReader, SourceFormat, Tag
 from livecast.media.ladder import LadderPlan, PlannedRendition
 from livecast.protocols.mp4 import Fragment, FragmentSplitter, InitSegment, Mp4Error
+from livecast.waits import until_set
 
 log = logging.getLogger("livecast.media")
 
@@ -225,9 +226,7 @@ class Transcoder:
                   rc=self.proc.returncode if self.proc else None, stderr=" | ".join(self._stderr)[-500:])
             crashed_fast = time.monotonic() - self._started_at < 10
             backoff = min(5.0, backoff * 2) if crashed_fast else 0.25
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff):
-                    await self._restart_now.wait()
+            await until_set(self._restart_now, backoff)
 
     async def _run_once(self) -> None:
         self._expect_exit = False

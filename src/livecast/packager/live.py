@@ -22,6 +22,7 @@ from livecast.packager.playlist import (
     report_of,
 )
 from livecast.packager.segmenter import Segment, Segmenter
+from livecast.waits import until_set
 
 NOMINAL_SOURCE_KBPS = 6000  # BANDWIDTH for passthrough before anything is measured
 
@@ -126,10 +127,7 @@ class LiveStream:
             if remaining <= 0:
                 return False
             changed = self._changed
-            try:
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
-            except TimeoutError:
+            if not await until_set(changed, remaining):
                 return predicate()
         return True
 

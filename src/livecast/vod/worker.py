@@ -27,6 +27,7 @@ from livecast.platform import Platform
 from livecast.store.base import new_id, utcnow
 from livecast.vod import jobs, service, stats
 from livecast.vod.models import FAILED, PROCESSING, Clip, Video, VodJob
+from livecast.waits import until_set
 
 log = logging.getLogger("livecast.vod")
 
@@ -91,9 +92,7 @@ class VodWorker:
                 ran = 0
             if not ran:
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL_S):
-                        await self._wake.wait()
+                await until_set(self._wake, POLL_S)
 
     async def run_due(self) -> int:
         """Claim and run jobs that are due, one at a time; returns how many ran."""

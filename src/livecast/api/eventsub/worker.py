@@ -54,6 +54,7 @@ from livecast.logs import event
 from livecast.outage import is_backend_outage
 from livecast.platform import Platform
 from livecast.store.base import utcnow
+from livecast.waits import until_set
 
 log = logging.getLogger("livecast.eventsub")
 LEASE_KEY = "eventsub:dispatcher"
@@ -143,9 +144,7 @@ class EventSubWorker:
 
     async def _lease_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.lease_s / 3):
-                    await self._lease_wake.wait()
+            await until_set(self._lease_wake, self.lease_s / 3)
             self._lease_wake.clear()
             try:
                 await self._renew_lease()
@@ -233,9 +232,7 @@ class EventSubWorker:
         claim_idle: float | None = None
         while not self._stopping:
             if not self.leader:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await self._leading.wait()
+                await until_set(self._leading, 1.0)
                 continue
             if self._took_over:
                 self._took_over = False
@@ -324,9 +321,7 @@ class EventSubWorker:
                 busy = False
             if busy:
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval):
-                    await self.wake.wait()
+            await until_set(self.wake, self.poll_interval)
             self.wake.clear()
 
     async def run_once(self) -> bool:
